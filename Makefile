@@ -1,0 +1,9 @@
+.PHONY: setup test demo bench
+setup:
+	bash scripts/setup.sh
+test:
+	bash scripts/test.sh
+demo:
+	bash scripts/demo.sh
+bench:
+	bash scripts/setup.sh && .venv/bin/graftlm bench

