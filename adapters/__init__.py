@@ -1,0 +1,1 @@
+"""Built-in backbone adapters, registered through the `graftlm` entry-point group."""
