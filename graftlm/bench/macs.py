@@ -1,0 +1,156 @@
+"""Multiply-accumulate counts per output token: backbone vs grafted SentenceLLM.
+
+The model (documented in docs/benchmarks.md):
+
+* backbone, per generated token at context ``c``::
+
+      layers * (attn_proj + mlp + 2 * d * c) + lm_head
+
+  with ``attn_proj = d*(d + 2*kv_dim) + d*d`` (Q, K, V, O), ``mlp = 2*d*ffn`` (OPT) or
+  ``3*d*ffn`` (gated, Llama), ``lm_head = d_embed*V`` (+ the ``d -> d_embed`` projection when
+  the embedding is narrower, OPT-350M).
+
+* SentenceLLM, per output token, sentences of ``L`` tokens::
+
+      (backbone_step + encoder(L) + termination) / L  +  decoder_token
+
+  ``backbone_step`` = the backbone's layers at sentence context ``c_s`` (no LM head);
+  ``encoder(L)`` = ``L * H * (4h^2 + 2*h*ffn + 2*h*L)`` (+ ``project_in``); ``termination`` =
+  ``2*d``; ``decoder_token`` = ``H * (4h^2 + 2*h*t + 2h^2 + 2h + 2*h*ffn) + head`` (self-attention
+  over ``t`` ≈ (L+1)/2 tokens, cross-attention Q/O projections and one memory key) plus the
+  cross-attention K/V projections ``H*2h^2`` once per sentence (so ``/ L``), and the decoder's
+  vocabulary head ``h*V`` (+ projection if ``embed_dim != h``).
+
+Embedding look-ups, norms, biases, softmax and positions are ignored (O(d) per token).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class BackboneShape:
+    """What the MAC count needs from a decoder-only config."""
+
+    hidden: int
+    layers: int
+    ffn: int
+    heads: int
+    kv_heads: int
+    vocab: int
+    embed_dim: int
+    gated_mlp: bool
+
+    @property
+    def head_dim(self) -> int:
+        return self.hidden // self.heads
+
+    @classmethod
+    def from_config(cls, config: Any) -> "BackboneShape":
+        """From an HF config (OPT, Llama and look-alikes)."""
+        d = int(config.hidden_size)
+        heads = int(config.num_attention_heads)
+        ffn = getattr(config, "ffn_dim", None) or getattr(config, "intermediate_size", None)
+        if ffn is None:
+            raise ValueError(f"{type(config).__name__} has neither ffn_dim nor intermediate_size")
+        gated = getattr(config, "model_type", "") not in ("opt", "gpt2")
+        return cls(hidden=d, layers=int(config.num_hidden_layers), ffn=int(ffn), heads=heads,
+                   kv_heads=int(getattr(config, "num_key_value_heads", None) or heads),
+                   vocab=int(config.vocab_size),
+                   embed_dim=int(getattr(config, "word_embed_proj_dim", None) or d), gated_mlp=gated)
+
+    def layer_macs(self, context: float) -> float:
+        """MACs of all layers for one new position attending to ``context`` positions."""
+        d, kv = self.hidden, self.kv_heads * self.head_dim
+        proj = d * (d + 2 * kv) + d * d
+        mlp = (3 if self.gated_mlp else 2) * d * self.ffn
+        return self.layers * (proj + mlp + 2 * d * context)
+
+    def head_macs(self) -> float:
+        """LM head (+ the projection out of the layers' width when the embedding is narrower)."""
+        proj = self.hidden * self.embed_dim if self.embed_dim != self.hidden else 0
+        return self.embed_dim * self.vocab + proj
+
+    def token_macs(self, context: float) -> float:
+        return self.layer_macs(context) + self.head_macs()
+
+
+@dataclass(frozen=True)
+class VAEShape:
+    """What the MAC count needs from a SentenceVAE config."""
+
+    hidden: int
+    layers: int
+    ffn: int
+    vocab: int
+    embed_dim: int
+
+    @classmethod
+    def from_config(cls, config: Any) -> "VAEShape":
+        h = int(config.hidden_size)
+        ffn = getattr(config, "ffn_size", None) or 2 * h
+        emb = getattr(config, "embed_dim", None) or h
+        return cls(hidden=h, layers=int(config.num_layers), ffn=int(ffn), vocab=int(config.vocab_size),
+                   embed_dim=int(emb))
+
+    def encoder_macs(self, length: int) -> float:
+        """The whole encoder over one sentence of ``length`` tokens (bidirectional attention)."""
+        h = self.hidden
+        proj_in = self.embed_dim * h if self.embed_dim != h else 0
+        per_tok = self.layers * (4 * h * h + 2 * h * self.ffn + 2 * h * length) + proj_in
+        return length * per_tok
+
+    def decoder_token_macs(self, self_context: float) -> float:
+        """One decoder step (everything but the per-sentence cross-attention K/V)."""
+        h = self.hidden
+        proj_in = self.embed_dim * h if self.embed_dim != h else 0
+        head = self.embed_dim * self.vocab + (h * self.embed_dim if self.embed_dim != h else 0)
+        layer = 4 * h * h + 2 * h * self_context + 2 * h * h + 2 * h + 2 * h * self.ffn
+        return self.layers * layer + head + proj_in
+
+    def cross_kv_macs(self) -> float:
+        """Cross-attention K and V of the one memory vector, all layers (once per sentence)."""
+        return self.layers * 2 * self.hidden * self.hidden
+
+
+@dataclass(frozen=True)
+class MacBound:
+    """MACs per output token of both sides and their ratio (the CPU speed-up limit)."""
+
+    backbone_per_token: float
+    sllm_per_token: float
+    sllm_parts: dict[str, float]
+
+    @property
+    def ratio(self) -> float:
+        return self.backbone_per_token / self.sllm_per_token
+
+
+def mac_bound(backbone_config: Any, vae_config: Any, sentence_len: int, *, prompt_tokens: int = 0,
+              new_tokens: int = 256) -> MacBound:
+    """Backbone vs SentenceLLM MACs per output token for ``new_tokens`` tokens after a prompt.
+
+    Contexts are averaged over the generation: the backbone attends to ``prompt_tokens +
+    new_tokens/2`` tokens, the SentenceLLM's backbone to as many sentences, the decoder's
+    self-attention to ``(L+1)/2`` tokens.
+    """
+    if sentence_len < 1:
+        raise ValueError(f"sentence_len must be >= 1, got {sentence_len}")
+    bb = BackboneShape.from_config(backbone_config)
+    vae = VAEShape.from_config(vae_config)
+    if vae.hidden != bb.hidden:
+        raise ValueError(f"VAE hidden {vae.hidden} != backbone hidden {bb.hidden}: the benchmark grafts same-width VAEs")
+    L = sentence_len
+    base = bb.token_macs(prompt_tokens + new_tokens / 2)
+    ctx_sent = (prompt_tokens + new_tokens / 2) / L
+    parts = {
+        "backbone_step": bb.layer_macs(ctx_sent) / L,
+        "termination": 2 * bb.hidden / L,
+        "encoder": vae.encoder_macs(L) / L,
+        "cross_kv": vae.cross_kv_macs() / L,
+        "decoder_layers": vae.decoder_token_macs((L + 1) / 2) - (vae.embed_dim * vae.vocab),
+        "decoder_head": float(vae.embed_dim * vae.vocab),
+    }
+    return MacBound(backbone_per_token=base, sllm_per_token=sum(parts.values()), sllm_parts=parts)

