@@ -1,0 +1,151 @@
+"""SentenceVAEConfig: every architectural choice of a SentenceVAE, validated, JSON round trip."""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+FUSIONS = ("sum", "mean", "weighted")
+POSITIONS = ("rope", "sinusoidal")
+ACTIVATIONS = ("gelu", "relu")
+LOSSES = ("focal", "ce")
+
+
+@dataclass
+class SentenceVAEConfig:
+    """Architecture of a SentenceVAE (encoder → one vector per segment → decoder).
+
+    Two presets:
+
+    * ``SentenceVAEConfig(vocab_size=...)`` – the modern default: pre-norm blocks, RoPE, GELU,
+      FFN 4·h, mean fusion + LayerNorm, decoder head tied to the decoder embedding, no dropout.
+      Why: pre-norm trains stably without warm-up at the high learning rates a small VAE wants;
+      RoPE has no position table, so no sentence is ever too long (``max_tokens`` is then only the
+      default generation cap); mean fusion keeps the fused vector's scale independent of the
+      sentence length (a sum grows with L, which LayerNorm then has to undo); tying saves V·h
+      parameters, the biggest matrix for BPE vocabularies.
+    * ``SentenceVAEConfig.official(...)`` – exactly the authors' architecture (post-norm, ReLU,
+      FFN 2·h, sinusoidal table of ``max_tokens`` = 64 positions added to the embeddings, dropout
+      0.1, sum or learned weighted sum fusion, separate untied output Linear with bias, bos in
+      front of the encoder input), so their checkpoints load with ``SentenceVAE.from_official``.
+
+    Fields: ``num_layers`` is per stack (encoder and decoder each); ``ffn_size`` None = 4·h;
+    ``embed_dim`` None = ``hidden_size`` (else a bias-free ``project_in`` maps it to h);
+    ``max_tokens`` is the size of the sinusoidal table (a segment may have at most
+    ``max_tokens - 1`` tokens, one position being bos) or, with RoPE, the default generation cap.
+    """
+
+    vocab_size: int
+    hidden_size: int = 256
+    num_heads: int = 4
+    num_layers: int = 2
+    ffn_size: int | None = None
+    dropout: float = 0.0
+    max_tokens: int = 64
+    pad_token_id: int = 0
+    bos_token_id: int = 1
+    eos_token_id: int = 2
+    embed_dim: int | None = None
+    fusion: str = "mean"
+    norm_first: bool = True
+    position: str = "rope"
+    activation: str = "gelu"
+    tie_word_embeddings: bool = True
+    encoder_bos: bool = False
+    loss: str = "focal"
+    focal_gamma: float = 2.0
+    rope_theta: float = 10000.0
+    layer_norm_eps: float = 1e-5
+    init_std: float = 0.02
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.ffn_size is None:
+            self.ffn_size = 4 * self.hidden_size
+        if self.embed_dim is None:
+            self.embed_dim = self.hidden_size
+        for name in ("vocab_size", "hidden_size", "num_heads", "num_layers", "ffn_size", "max_tokens", "embed_dim"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"SentenceVAEConfig.{name} must be a positive int, got {value!r}")
+        if self.hidden_size % self.num_heads:
+            raise ValueError(
+                f"hidden_size {self.hidden_size} is not divisible by num_heads {self.num_heads}; "
+                "pick a head count that divides it"
+            )
+        if self.position == "rope" and (self.hidden_size // self.num_heads) % 2:
+            raise ValueError(f"RoPE needs an even head dim, got {self.hidden_size // self.num_heads}")
+        if self.position == "sinusoidal" and self.hidden_size % 2:
+            raise ValueError(f"sinusoidal positions need an even hidden_size, got {self.hidden_size}")
+        if self.position == "sinusoidal" and self.max_tokens < 2:
+            raise ValueError("max_tokens must be >= 2 with sinusoidal positions (bos + one token)")
+        for name in ("pad_token_id", "bos_token_id", "eos_token_id"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or not 0 <= value < self.vocab_size:
+                raise ValueError(f"{name}={value!r} is outside the vocabulary [0, {self.vocab_size})")
+        for name, allowed in (("fusion", FUSIONS), ("position", POSITIONS), ("activation", ACTIVATIONS), ("loss", LOSSES)):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"unknown {name} {getattr(self, name)!r}; choose one of {allowed}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+        if self.focal_gamma < 0:
+            raise ValueError(f"focal_gamma must be >= 0, got {self.focal_gamma}")
+        if self.tie_word_embeddings and self.embed_dim != self.hidden_size:
+            raise ValueError(
+                f"tie_word_embeddings needs embed_dim == hidden_size (got {self.embed_dim} vs {self.hidden_size}); "
+                "untie the head or drop embed_dim"
+            )
+
+    @classmethod
+    def official(
+        cls, vocab_size: int, hidden_size: int = 768, num_heads: int = 12, num_layers: int = 1, **kw: Any
+    ) -> "SentenceVAEConfig":
+        """The authors' architecture (reference.md §2). Pass ``fusion="weighted"`` for their
+        ``learnable_add``, ``embed_dim`` for OPT-350M-style ``project_in``, and their token ids
+        (OPT: ``pad_token_id=1, bos_token_id=2, eos_token_id=2``)."""
+        preset = dict(
+            ffn_size=2 * hidden_size, dropout=0.1, max_tokens=64, fusion="sum", norm_first=False,
+            position="sinusoidal", activation="relu", tie_word_embeddings=False, encoder_bos=True,
+            loss="focal", focal_gamma=2.0,
+        )
+        preset.update(kw)
+        return cls(vocab_size=vocab_size, hidden_size=hidden_size, num_heads=num_heads, num_layers=num_layers, **preset)
+
+    @property
+    def head_dim(self) -> int:
+        return self.hidden_size // self.num_heads
+
+    @property
+    def max_segment_tokens(self) -> int | None:
+        """Longest segment (without bos/eos) the model accepts; None = no limit (RoPE)."""
+        return self.max_tokens - 1 if self.position == "sinusoidal" else None
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "SentenceVAEConfig":
+        if not isinstance(data, dict):
+            raise TypeError(f"SentenceVAEConfig.from_dict expects a dict, got {type(data).__name__}")
+        known = [f.name for f in dataclasses.fields(cls)]
+        for key in data:
+            if key not in known:
+                close = difflib.get_close_matches(key, known, n=3)
+                hint = f"; did you mean {', '.join(map(repr, close))}?" if close else f"; known keys: {', '.join(known)}"
+                raise ValueError(f"unknown SentenceVAEConfig key {key!r}{hint}")
+        return cls(**data)
+
+    def to_json_file(self, path: str | Path) -> None:
+        Path(path).write_text(json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n")
+
+    @classmethod
+    def from_json_file(cls, path: str | Path) -> "SentenceVAEConfig":
+        try:
+            data = json.loads(Path(path).read_text())
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{path} is not valid JSON: {err}") from err
+        return cls.from_dict(data)

@@ -1,0 +1,137 @@
+"""Batched decoding of sentence vectors: greedy or sampled, with or without the KV cache."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import torch
+
+if TYPE_CHECKING:
+    from graftlm.vae.model import SentenceVAE
+
+
+def filter_top_k(logits: torch.Tensor, k: int) -> torch.Tensor:
+    """Keep the k largest logits of each row (ties at the k-th value kept), set the rest to -inf."""
+    if k <= 0:
+        raise ValueError(f"top_k must be a positive int, got {k}")
+    if k >= logits.shape[-1]:
+        return logits
+    kth = torch.topk(logits, k, dim=-1).values[..., -1:]
+    return logits.masked_fill(logits < kth, float("-inf"))
+
+
+def filter_top_p(logits: torch.Tensor, p: float) -> torch.Tensor:
+    """Nucleus filter: keep the smallest set of most likely tokens whose probability reaches p
+    (the most likely token is always kept); set the rest to -inf."""
+    if not 0.0 < p <= 1.0:
+        raise ValueError(f"top_p must be in (0, 1], got {p}")
+    if p == 1.0:
+        return logits
+    sorted_logits, order = torch.sort(logits, dim=-1, descending=True)
+    probs = torch.softmax(sorted_logits.float(), dim=-1)
+    before = probs.cumsum(-1) - probs  # probability mass strictly above each token
+    drop_sorted = before >= p
+    drop = drop_sorted.scatter(-1, order, drop_sorted)
+    return logits.masked_fill(drop, float("-inf"))
+
+
+def next_tokens(
+    logits: torch.Tensor,
+    *,
+    do_sample: bool,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """logits (B, V) → token ids (B,) long: argmax, or a sample after temperature/top-k/top-p."""
+    if not do_sample:
+        return logits.argmax(-1)
+    logits = logits.float() / temperature
+    if top_k is not None:
+        logits = filter_top_k(logits, top_k)
+    if top_p is not None:
+        logits = filter_top_p(logits, top_p)
+    probs = torch.softmax(logits, dim=-1)
+    return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+
+
+def generate(
+    model: "SentenceVAE",
+    sentence_vectors: torch.Tensor,
+    max_new_tokens: int = 64,
+    *,
+    do_sample: bool = False,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    use_cache: bool = True,
+    ignore_eos: bool = False,
+    generator: torch.Generator | None = None,
+    return_tensors: bool = False,
+):
+    """Expand (B, h) sentence vectors into token ids, all rows at once.
+
+    Each row stops at its own eos (finished rows are fed padding until every row is done or
+    ``max_new_tokens`` is reached). ``ignore_eos=True`` forbids eos, so every row gets exactly
+    ``max_new_tokens`` tokens (fixed-length benchmarks). ``use_cache=False`` recomputes the whole
+    prefix every step (same tokens, slower). Returns one list of ids per row without bos/eos, or
+    with ``return_tensors=True`` ``(ids (B, T) long, mask (B, T) bool)``, right-padded with the
+    pad id, ready for ``encode``.
+    """
+    c = model.config
+    if not isinstance(max_new_tokens, int) or max_new_tokens < 1:
+        raise ValueError(f"max_new_tokens must be a positive int, got {max_new_tokens!r}")
+    if c.position == "sinusoidal" and max_new_tokens > c.max_tokens:
+        raise ValueError(
+            f"max_new_tokens={max_new_tokens} exceeds this model's {c.max_tokens}-position sinusoidal table"
+        )
+    if do_sample and not temperature > 0:
+        raise ValueError(f"temperature must be > 0 when sampling, got {temperature}")
+    if top_k is not None and (not isinstance(top_k, int) or top_k < 1):
+        raise ValueError(f"top_k must be a positive int or None, got {top_k!r}")
+    if top_p is not None and not 0.0 < top_p <= 1.0:
+        raise ValueError(f"top_p must be in (0, 1] or None, got {top_p!r}")
+
+    decoder = model.decoder
+    param = next(model.parameters())
+    with torch.inference_mode():
+        vectors = sentence_vectors.to(device=param.device, dtype=param.dtype)
+        batch = vectors.shape[0]
+        prefix = torch.full((batch, 1), c.bos_token_id, dtype=torch.long, device=vectors.device)
+        out = torch.full((batch, max_new_tokens), c.pad_token_id, dtype=torch.long, device=vectors.device)
+        finished = torch.zeros(batch, dtype=torch.bool, device=vectors.device)
+        cache = decoder.new_cache(vectors, capacity=max_new_tokens) if use_cache else None
+        steps = 0
+        for t in range(max_new_tokens):
+            if cache is not None:
+                logits = decoder(vectors, prefix[:, -1:], cache)[:, -1]
+            else:
+                logits = decoder(vectors, prefix)[:, -1]
+            if ignore_eos:
+                logits[:, c.eos_token_id] = float("-inf")
+            token = next_tokens(
+                logits, do_sample=do_sample, temperature=temperature, top_k=top_k, top_p=top_p, generator=generator
+            )
+            token = token.masked_fill(finished, c.pad_token_id)
+            out[:, t] = token
+            steps = t + 1
+            if not ignore_eos:
+                finished |= token == c.eos_token_id
+                if bool(finished.all()):  # one host sync per step
+                    break
+            if t + 1 < max_new_tokens:
+                prefix = torch.cat([prefix, token[:, None]], dim=1)
+
+        out = out[:, :steps]
+        is_eos = (out == c.eos_token_id) if not ignore_eos else torch.zeros_like(out, dtype=torch.bool)
+        mask = is_eos.long().cumsum(1) == 0  # before each row's first eos
+        lengths = mask.sum(1)
+        width = int(lengths.max()) if batch else 0
+        ids = out[:, :width].masked_fill(~mask[:, :width], c.pad_token_id)
+        mask = mask[:, :width]
+    if return_tensors:
+        return ids.clone(), mask.clone()
+    rows = ids.tolist()
+    return [row[:n] for row, n in zip(rows, lengths.tolist())]
+

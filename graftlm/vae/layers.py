@@ -1,0 +1,148 @@
+"""Building blocks of the SentenceVAE: positions, attention modules, encoder/decoder blocks.
+
+Parameter names follow PyTorch's ``nn.TransformerEncoderLayer``/``TransformerDecoderLayer``
+(``linear1``, ``linear2``, ``norm1..3``, ``out_proj``), and self-attention keeps one fused
+``qkv`` projection like their ``in_proj_weight``, so official checkpoints map onto these modules
+by renaming (cross-attention splits the fused projection into ``q_proj`` and ``kv_proj``).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from einops import rearrange
+
+from graftlm.attention import attention
+from graftlm.vae.cache import LayerCache
+from graftlm.vae.config import SentenceVAEConfig
+
+
+def sinusoidal_table(num_positions: int, dim: int) -> torch.Tensor:
+    """(num_positions, dim) fp32: sin at even, cos at odd features, wavelengths 2π..10000·2π."""
+    position = torch.arange(num_positions, dtype=torch.float32)[:, None]
+    inv_freq = torch.exp(torch.arange(0, dim, 2, dtype=torch.float32) * (-math.log(10000.0) / dim))
+    table = torch.zeros(num_positions, dim)
+    table[:, 0::2] = torch.sin(position * inv_freq)
+    table[:, 1::2] = torch.cos(position * inv_freq)
+    return table
+
+
+def rope_tables(
+    start: int, length: int, head_dim: int, theta: float, device: torch.device, dtype: torch.dtype
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """cos/sin (length, head_dim) for positions start..start+length-1 (rotate-half layout)."""
+    inv_freq = 1.0 / theta ** (torch.arange(0, head_dim, 2, device=device, dtype=torch.float32) / head_dim)
+    angles = torch.arange(start, start + length, device=device, dtype=torch.float32)[:, None] * inv_freq
+    angles = torch.cat([angles, angles], dim=-1)
+    return angles.cos().to(dtype), angles.sin().to(dtype)
+
+
+def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotate (B, H, L, D) queries or keys by the (L, D) tables."""
+    first, second = x.chunk(2, dim=-1)
+    return x * cos + torch.cat([-second, first], dim=-1) * sin
+
+
+class SelfAttention(nn.Module):
+    def __init__(self, config: SentenceVAEConfig) -> None:
+        super().__init__()
+        h = config.hidden_size
+        self.num_heads = config.num_heads
+        self.dropout = config.dropout
+        self.qkv = nn.Linear(h, 3 * h)
+        self.out_proj = nn.Linear(h, h)
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        *,
+        causal: bool,
+        key_padding_mask: torch.Tensor | None = None,
+        rope: tuple[torch.Tensor, torch.Tensor] | None = None,
+        cache: LayerCache | None = None,
+    ) -> torch.Tensor:
+        """x (B, L, h) → (B, L, h). With ``cache``, x holds only the new positions and the keys
+        and values of earlier positions come from (and are appended to) the cache."""
+        q, k, v = rearrange(self.qkv(x), "b l (three n d) -> three b n l d", three=3, n=self.num_heads)
+        if rope is not None:
+            q, k = apply_rope(q, *rope), apply_rope(k, *rope)
+        if cache is not None:
+            k, v = cache.append(k, v)
+        p = self.dropout if self.training else 0.0
+        out = attention(q, k, v, causal=causal, key_padding_mask=key_padding_mask, dropout_p=p)
+        return self.out_proj(rearrange(out, "b n l d -> b l (n d)"))
+
+
+class CrossAttention(nn.Module):
+    """Attention from the decoder's tokens to the memory (the one sentence vector)."""
+
+    def __init__(self, config: SentenceVAEConfig) -> None:
+        super().__init__()
+        h = config.hidden_size
+        self.num_heads = config.num_heads
+        self.dropout = config.dropout
+        self.q_proj = nn.Linear(h, h)
+        self.kv_proj = nn.Linear(h, 2 * h)
+        self.out_proj = nn.Linear(h, h)
+
+    def memory_kv(self, memory: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """memory (B, M, h) → keys, values (B, H, M, D); computed once per sentence vector."""
+        k, v = rearrange(self.kv_proj(memory), "b m (two n d) -> two b n m d", two=2, n=self.num_heads)
+        return k, v
+
+    def forward(self, x: torch.Tensor, memory_kv: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        q = rearrange(self.q_proj(x), "b l (n d) -> b n l d", n=self.num_heads)
+        p = self.dropout if self.training else 0.0
+        out = attention(q, *memory_kv, dropout_p=p)
+        return self.out_proj(rearrange(out, "b n l d -> b l (n d)"))
+
+
+class _Block(nn.Module):
+    """Shared FFN / norm / residual plumbing of the encoder and decoder blocks."""
+
+    def __init__(self, config: SentenceVAEConfig, num_norms: int) -> None:
+        super().__init__()
+        h, eps = config.hidden_size, config.layer_norm_eps
+        self.norm_first = config.norm_first
+        self.linear1 = nn.Linear(h, config.ffn_size)
+        self.linear2 = nn.Linear(config.ffn_size, h)
+        self.activation = F.gelu if config.activation == "gelu" else F.relu
+        self.drop = nn.Dropout(config.dropout)
+        for i in range(1, num_norms + 1):
+            setattr(self, f"norm{i}", nn.LayerNorm(h, eps=eps))
+
+    def _ffn(self, x: torch.Tensor) -> torch.Tensor:
+        return self.linear2(self.drop(self.activation(self.linear1(x))))
+
+    def _residual(self, x: torch.Tensor, sublayer, norm: nn.LayerNorm) -> torch.Tensor:
+        if self.norm_first:
+            return x + self.drop(sublayer(norm(x)))
+        return norm(x + self.drop(sublayer(x)))
+
+
+class EncoderBlock(_Block):
+    def __init__(self, config: SentenceVAEConfig) -> None:
+        super().__init__(config, num_norms=2)
+        self.self_attn = SelfAttention(config)
+
+    def forward(self, x: torch.Tensor, key_padding_mask: torch.Tensor, rope=None) -> torch.Tensor:
+        """x (B, L, h), key_padding_mask (B, L) bool (True = real token) → (B, L, h)."""
+        attend = lambda y: self.self_attn(y, causal=False, key_padding_mask=key_padding_mask, rope=rope)
+        x = self._residual(x, attend, self.norm1)
+        return self._residual(x, self._ffn, self.norm2)
+
+
+class DecoderBlock(_Block):
+    def __init__(self, config: SentenceVAEConfig) -> None:
+        super().__init__(config, num_norms=3)
+        self.self_attn = SelfAttention(config)
+        self.cross_attn = CrossAttention(config)
+
+    def forward(self, x, memory_kv, rope=None, cache: LayerCache | None = None) -> torch.Tensor:
+        """x (B, L, h) → (B, L, h); causal self-attention, then cross-attention to the memory."""
+        x = self._residual(x, lambda y: self.self_attn(y, causal=True, rope=rope, cache=cache), self.norm1)
+        x = self._residual(x, lambda y: self.cross_attn(y, memory_kv), self.norm2)
+        return self._residual(x, self._ffn, self.norm3)

@@ -1,0 +1,304 @@
+"""SentenceVAE: a segment's tokens → one vector (encoder) → the same tokens (decoder).
+
+Data path (B segments, L tokens each, right-padded; h = hidden size, V = vocabulary):
+
+    input_ids (B, L) ──embed(+project_in)──positions──EncoderBlock×N──fusion over real tokens
+        ──LayerNorm──▶ sentence vector (B, h)
+    [bos] + input_ids (B, L+1) ──embed──positions──DecoderBlock×N (causal self-attention,
+        cross-attention to the vector as a (B, 1, h) memory)──head──▶ logits (B, L+1, V)
+
+The decoder's only view of the encoder is the vector. Despite the name there is no variational
+part (as in the paper): a deterministic autoencoder.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from graftlm.losses import cross_entropy_loss, focal_loss
+from graftlm.vae.cache import DecoderCache, LayerCache
+from graftlm.vae.config import SentenceVAEConfig
+from graftlm.vae.layers import DecoderBlock, EncoderBlock, rope_tables, sinusoidal_table
+
+
+@dataclass
+class DecodeOutput:
+    loss: torch.Tensor  # () float: focal or CE, mean over target tokens
+    logits: torch.Tensor  # (B, L+1, V)
+    token_logprobs: torch.Tensor  # (B, L+1) float32, log p(target), 0 where target_mask is False
+    target_mask: torch.Tensor  # (B, L+1) bool: the real tokens and the eos after them
+
+
+@dataclass
+class SentenceVAEOutput(DecodeOutput):
+    sentence_vectors: torch.Tensor | None = None  # (B, h)
+
+
+class _Embedding(nn.Module):
+    """Token embedding (+ bias-free project_in when embed_dim != h) + sinusoidal positions."""
+
+    def __init__(self, config: SentenceVAEConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.embed = nn.Embedding(config.vocab_size, config.embed_dim, padding_idx=config.pad_token_id)
+        self.project_in = (
+            nn.Linear(config.embed_dim, config.hidden_size, bias=False)
+            if config.embed_dim != config.hidden_size
+            else None
+        )
+        if config.position == "sinusoidal":
+            self.register_buffer("pos_table", sinusoidal_table(config.max_tokens, config.hidden_size), persistent=False)
+
+    def forward(self, ids: torch.Tensor, start: int = 0) -> torch.Tensor:
+        x = self.embed(ids)
+        if self.project_in is not None:
+            x = self.project_in(x)
+        if self.config.position == "sinusoidal":
+            # positions past the table only ever hold right padding (lengths are checked), which
+            # no real token attends to, so clamping them is harmless
+            pos = torch.arange(start, start + ids.shape[1], device=ids.device).clamp_max(self.config.max_tokens - 1)
+            x = x + self.pos_table[pos].to(x.dtype)
+        return x
+
+    def rope(self, start: int, length: int, like: torch.Tensor):
+        if self.config.position != "rope":
+            return None
+        c = self.config
+        return rope_tables(start, length, c.head_dim, c.rope_theta, like.device, like.dtype)
+
+
+class SentenceEncoder(nn.Module):
+    def __init__(self, config: SentenceVAEConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.embedding = _Embedding(config)
+        self.drop = nn.Dropout(config.dropout)
+        self.layers = nn.ModuleList(EncoderBlock(config) for _ in range(config.num_layers))
+        self.fusion_weight = nn.Linear(config.hidden_size, 1) if config.fusion == "weighted" else None
+        self.fusion_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+
+    def forward(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """ids (B, L) long, mask (B, L) bool, no row all False → (B, h)."""
+        x = self.drop(self.embedding(ids))
+        rope = self.embedding.rope(0, ids.shape[1], x)
+        for layer in self.layers:
+            x = layer(x, mask, rope)
+        x = x.masked_fill(~mask[..., None], 0.0)  # padding never reaches the vector
+        if self.config.fusion == "weighted":
+            x = x * self.fusion_weight(x)  # unnormalised per-token weights, as the authors do
+        fused = x.sum(1)
+        if self.config.fusion == "mean":
+            fused = fused / mask.sum(1, keepdim=True).to(x.dtype)
+        return self.fusion_norm(fused)
+
+
+class SentenceDecoder(nn.Module):
+    def __init__(self, config: SentenceVAEConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.embedding = _Embedding(config)
+        self.drop = nn.Dropout(config.dropout)
+        self.layers = nn.ModuleList(DecoderBlock(config) for _ in range(config.num_layers))
+        self.norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps) if config.norm_first else None
+        self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=not config.tie_word_embeddings)
+        if config.tie_word_embeddings:
+            self.lm_head.weight = self.embedding.embed.weight
+
+    def new_cache(self, sentence_vectors: torch.Tensor, capacity: int) -> DecoderCache:
+        """Cross-attention K/V of the (B, h) vectors, computed once, and empty self-attention slots."""
+        memory = sentence_vectors[:, None, :]
+        return DecoderCache([LayerCache(layer.cross_attn.memory_kv(memory), capacity) for layer in self.layers])
+
+    def forward(
+        self, sentence_vectors: torch.Tensor, ids: torch.Tensor, cache: DecoderCache | None = None
+    ) -> torch.Tensor:
+        """sentence_vectors (B, h), decoder input ids (B, T) starting with bos → logits (B, T, V).
+
+        With ``cache``, ``ids`` are only the new positions (after ``cache.length`` cached ones).
+        """
+        start = cache.length if cache is not None else 0
+        x = self.drop(self.embedding(ids, start))
+        rope = self.embedding.rope(start, ids.shape[1], x)
+        memory = sentence_vectors[:, None, :].to(x.dtype)
+        for i, layer in enumerate(self.layers):
+            if cache is None:
+                x = layer(x, layer.cross_attn.memory_kv(memory), rope)
+            else:
+                x = layer(x, cache.layers[i].memory_kv, rope, cache.layers[i])
+        if self.norm is not None:
+            x = self.norm(x)
+        return self.lm_head(x)
+
+
+class SentenceVAE(nn.Module):
+    """Encoder + decoder; see the module docstring for the data path and shapes."""
+
+    def __init__(self, config: SentenceVAEConfig) -> None:
+        super().__init__()
+        if not isinstance(config, SentenceVAEConfig):
+            raise TypeError(f"SentenceVAE expects a SentenceVAEConfig, got {type(config).__name__}")
+        self.config = config
+        self.hidden_size = config.hidden_size
+        self.encoder = SentenceEncoder(config)
+        self.decoder = SentenceDecoder(config)
+        self.apply(self._init_weights)
+
+    def _init_weights(self, module: nn.Module) -> None:
+        if isinstance(module, (nn.Linear, nn.Embedding)):
+            nn.init.normal_(module.weight, std=self.config.init_std)
+        if isinstance(module, nn.Linear) and module.bias is not None:
+            nn.init.zeros_(module.bias)
+        if isinstance(module, nn.Embedding) and module.padding_idx is not None:
+            with torch.no_grad():
+                module.weight[module.padding_idx].zero_()
+
+    # ---------------------------------------------------------------- inputs
+    def _check_tokens(self, input_ids, attention_mask) -> tuple[torch.Tensor, torch.Tensor]:
+        """Validate (B, L) ids + mask; return long ids (pad id at padding) and a bool mask."""
+        c = self.config
+        for name, t in (("input_ids", input_ids), ("attention_mask", attention_mask)):
+            if not isinstance(t, torch.Tensor):
+                raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
+            if t.dim() != 2:
+                raise ValueError(f"{name} must be 2-D (batch, tokens), got shape {tuple(t.shape)}")
+        if input_ids.dtype.is_floating_point or input_ids.dtype == torch.bool:
+            raise TypeError(f"input_ids must be an integer tensor, got {input_ids.dtype}")
+        if attention_mask.shape != input_ids.shape:
+            raise ValueError(f"attention_mask {tuple(attention_mask.shape)} must match input_ids {tuple(input_ids.shape)}")
+        if attention_mask.dtype.is_floating_point:
+            raise TypeError(f"attention_mask must be bool (True = real token) or 0/1 int, got {attention_mask.dtype}")
+        if input_ids.shape[0] == 0:
+            raise ValueError("empty batch: input_ids has 0 rows")
+        mask = attention_mask.to(torch.bool)
+        lengths = mask.sum(1)
+        if input_ids.shape[1] == 0 or bool((lengths == 0).any()):
+            raise ValueError("a row of attention_mask is all padding (an empty segment); drop empty segments first")
+        if bool((mask[:, 1:] & ~mask[:, :-1]).any()):
+            raise ValueError("attention_mask must be right-padded (True…True False…False in every row)")
+        ids = input_ids.long().masked_fill(~mask, c.pad_token_id)
+        real = ids[mask]
+        if bool(((real < 0) | (real >= c.vocab_size)).any()):
+            raise ValueError(f"input_ids contain ids outside the vocabulary [0, {c.vocab_size}) at real tokens")
+        limit = c.max_segment_tokens
+        if limit is not None and int(lengths.max()) > limit:
+            raise ValueError(
+                f"a segment has {int(lengths.max())} tokens but this model's sinusoidal table allows at most "
+                f"{limit} (max_tokens={c.max_tokens}, one position is bos); segment more finely"
+            )
+        return ids, mask
+
+    def _check_vectors(self, sentence_vectors) -> torch.Tensor:
+        if not isinstance(sentence_vectors, torch.Tensor):
+            raise TypeError(f"sentence_vectors must be a torch.Tensor, got {type(sentence_vectors).__name__}")
+        if sentence_vectors.dim() != 2 or sentence_vectors.shape[1] != self.hidden_size:
+            raise ValueError(f"sentence_vectors must be (B, {self.hidden_size}), got {tuple(sentence_vectors.shape)}")
+        if not sentence_vectors.dtype.is_floating_point:
+            raise TypeError(f"sentence_vectors must be floating point, got {sentence_vectors.dtype}")
+        if sentence_vectors.shape[0] == 0:
+            raise ValueError("empty batch: sentence_vectors has 0 rows")
+        return sentence_vectors
+
+    # ---------------------------------------------------------------- encoder
+    def encode(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """input_ids (B, L) int, attention_mask (B, L) bool/0-1, right-padded → (B, h) float."""
+        ids, mask = self._check_tokens(input_ids, attention_mask)
+        if self.config.encoder_bos:
+            ids = F.pad(ids, (1, 0), value=self.config.bos_token_id)
+            mask = F.pad(mask, (1, 0), value=True)
+        return self.encoder(ids, mask)
+
+    # ---------------------------------------------------------------- decoder
+    def _decoder_io(self, ids: torch.Tensor, mask: torch.Tensor):
+        """Decoder input [bos]+ids, targets ids+[eos] at each row's own end, target mask."""
+        c = self.config
+        lengths = mask.sum(1)
+        inputs = F.pad(ids, (1, 0), value=c.bos_token_id)
+        targets = F.pad(ids, (0, 1), value=c.pad_token_id)
+        eos_at = F.one_hot(lengths, ids.shape[1] + 1).bool()
+        targets = targets.masked_fill(eos_at, c.eos_token_id)
+        return inputs, targets, F.pad(mask, (0, 1), value=False) | eos_at
+
+    def decode_logits(
+        self, sentence_vectors: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor
+    ) -> torch.Tensor:
+        """Teacher forcing: (B, h) vectors + (B, L) target ids → logits (B, L+1, V). Position i
+        predicts token i; position ``length`` of each row predicts eos."""
+        vectors = self._check_vectors(sentence_vectors)
+        ids, mask = self._check_tokens(input_ids, attention_mask)
+        self._check_batch(vectors, ids)
+        inputs, _, _ = self._decoder_io(ids, mask)
+        return self.decoder(vectors, inputs)
+
+    def decode_loss(
+        self, sentence_vectors: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor
+    ) -> DecodeOutput:
+        vectors = self._check_vectors(sentence_vectors)
+        ids, mask = self._check_tokens(input_ids, attention_mask)
+        self._check_batch(vectors, ids)
+        inputs, targets, target_mask = self._decoder_io(ids, mask)
+        logits = self.decoder(vectors, inputs)
+        logprobs = torch.log_softmax(logits.float(), dim=-1).gather(-1, targets[..., None]).squeeze(-1)
+        logprobs = logprobs.masked_fill(~target_mask, 0.0)
+        if self.config.loss == "focal":
+            loss = focal_loss(logprobs, target_mask, self.config.focal_gamma)
+        else:
+            loss = cross_entropy_loss(logprobs, target_mask)
+        return DecodeOutput(loss, logits, logprobs, target_mask)
+
+    @staticmethod
+    def _check_batch(vectors: torch.Tensor, ids: torch.Tensor) -> None:
+        if vectors.shape[0] != ids.shape[0]:
+            raise ValueError(f"{vectors.shape[0]} sentence vectors but {ids.shape[0]} rows of input_ids")
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> SentenceVAEOutput:
+        """Reconstruction: encode, then decode with teacher forcing. Returns loss, logits (B, L+1, V),
+        token_logprobs/target_mask (B, L+1) and the (B, h) sentence vectors."""
+        vectors = self.encode(input_ids, attention_mask)
+        out = self.decode_loss(vectors, input_ids, attention_mask)
+        return SentenceVAEOutput(out.loss, out.logits, out.token_logprobs, out.target_mask, vectors)
+
+    # ---------------------------------------------------------------- generation
+    def generate(self, sentence_vectors: torch.Tensor, max_new_tokens: int = 64, **kwargs):
+        """Decode (B, h) vectors; see ``graftlm.vae.generation.generate`` for the options."""
+        from graftlm.vae.generation import generate
+
+        return generate(self, self._check_vectors(sentence_vectors), max_new_tokens, **kwargs)
+
+    # ---------------------------------------------------------------- weights
+    @torch.no_grad()
+    def init_embeddings_from(self, weight: torch.Tensor) -> None:
+        """Copy a backbone's (V, d) token embedding into the encoder and decoder embeddings."""
+        c = self.config
+        if not isinstance(weight, torch.Tensor) or weight.dim() != 2:
+            raise TypeError("init_embeddings_from expects a 2-D (vocab, dim) tensor")
+        if weight.shape[0] != c.vocab_size:
+            raise ValueError(f"embedding has {weight.shape[0]} rows but the config's vocab_size is {c.vocab_size}")
+        if weight.shape[1] != c.embed_dim:
+            raise ValueError(
+                f"embedding width {weight.shape[1]} != embed_dim {c.embed_dim}; build the config with "
+                f"embed_dim={weight.shape[1]} (a project_in to hidden_size={c.hidden_size} is added)"
+            )
+        for part in (self.encoder, self.decoder):
+            part.embedding.embed.weight.copy_(weight)
+
+    def save_pretrained(self, directory: str | Path) -> None:
+        from graftlm.vae.checkpoint import save_pretrained
+
+        save_pretrained(self, directory)
+
+    @classmethod
+    def from_pretrained(cls, directory: str | Path, device=None, dtype: torch.dtype | None = None) -> "SentenceVAE":
+        from graftlm.vae.checkpoint import from_pretrained
+
+        return from_pretrained(cls, directory, device=device, dtype=dtype)
+
+    @classmethod
+    def from_official(cls, path: str | Path, config: SentenceVAEConfig, *, use_ema: bool = False) -> "SentenceVAE":
+        from graftlm.vae.checkpoint import from_official
+
+        return from_official(cls, path, config, use_ema=use_ema)
