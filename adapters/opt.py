@@ -1,0 +1,69 @@
+"""OPT (all sizes, including OPT-350M's project_in/out) as a graftlm backbone."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from graftlm.plugins import BackboneAdapter, hookimpl
+
+
+class OPTAdapter(BackboneAdapter):
+    """Body = ``model.model.decoder`` without ``embed_tokens``; the LM head is dropped.
+
+    The decoder itself adds OPT's learned positions (from our explicit per-row ``position_ids``),
+    applies ``project_in`` (word_embed_proj_dim → hidden), its final layer norm and ``project_out``,
+    so the body's input and output width is ``word_embed_proj_dim``.
+    """
+
+    name = "opt"
+    model_types = ("opt",)
+
+    @staticmethod
+    def _decoder(model: nn.Module) -> nn.Module:
+        inner = getattr(model, "model", model)  # OPTForCausalLM -> OPTModel
+        decoder = getattr(inner, "decoder", None)
+        if decoder is None:
+            raise TypeError(f"expected an OPTForCausalLM or OPTModel, got {type(model).__name__}")
+        return decoder
+
+    def strip(self, model: nn.Module) -> nn.Module:
+        decoder = self._decoder(model)
+        decoder.embed_tokens = None
+        if hasattr(model, "lm_head"):
+            model.lm_head = None
+        return decoder
+
+    def hidden_size(self, body: nn.Module) -> int:
+        return int(body.config.word_embed_proj_dim)
+
+    def max_positions(self, body: nn.Module) -> int | None:
+        return int(body.config.max_position_embeddings)
+
+    def layers(self, body: nn.Module) -> nn.ModuleList:
+        return body.layers
+
+    def forward(
+        self,
+        body: nn.Module,
+        inputs_embeds: torch.Tensor,
+        attention_mask: torch.Tensor,
+        position_ids: torch.Tensor,
+        past_key_values: Any | None = None,
+        use_cache: bool = False,
+    ) -> tuple[torch.Tensor, Any | None]:
+        out = body(
+            inputs_embeds=inputs_embeds,
+            attention_mask=attention_mask,
+            position_ids=position_ids,
+            past_key_values=past_key_values,
+            use_cache=use_cache,
+        )
+        return out.last_hidden_state, (out.past_key_values if use_cache else None)
+
+
+@hookimpl
+def graftlm_adapters() -> list[type[BackboneAdapter]]:
+    return [OPTAdapter]

@@ -1,0 +1,88 @@
+"""The backbone adapter interface: what graftlm needs to know to graft onto a decoder-only LLM."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Any
+
+import torch
+from torch import nn
+
+
+class BackboneAdapter(ABC):
+    """Strips a causal LM down to its decoder body and runs that body on sentence vectors.
+
+    Subclasses set ``name`` and ``model_types`` (the ``config.model_type`` values they handle) and
+    implement `strip`, `hidden_size`, `max_positions`, `layers` and `forward`. Adapters are
+    stateless: every method gets the model or body it works on.
+    """
+
+    name: str = ""
+    model_types: tuple[str, ...] = ()
+
+    def matches(self, model: nn.Module) -> bool:
+        """True when this adapter can graft ``model`` (default: its ``config.model_type``)."""
+        config = getattr(model, "config", None)
+        return getattr(config, "model_type", None) in self.model_types
+
+    @abstractmethod
+    def strip(self, model: nn.Module) -> nn.Module:
+        """Remove the token embedding and LM head from ``model`` and return the decoder body.
+
+        The removed modules must really go (set to None on ``model`` too), so that their memory is
+        freed once the caller drops ``model``; tied weights must leave no reference behind.
+        """
+
+    @abstractmethod
+    def hidden_size(self, body: nn.Module) -> int:
+        """Width d of the vectors `forward` takes as ``inputs_embeds`` and returns."""
+
+    @abstractmethod
+    def max_positions(self, body: nn.Module) -> int | None:
+        """Most positions (sentences) the body can attend over, or None if unbounded."""
+
+    @abstractmethod
+    def layers(self, body: nn.Module) -> nn.ModuleList:
+        """The body's decoder blocks, in order (used to keep the first/last k trainable)."""
+
+    @abstractmethod
+    def forward(
+        self,
+        body: nn.Module,
+        inputs_embeds: torch.Tensor,
+        attention_mask: torch.Tensor,
+        position_ids: torch.Tensor,
+        past_key_values: Any | None = None,
+        use_cache: bool = False,
+    ) -> tuple[torch.Tensor, Any | None]:
+        """Run the body causally.
+
+        ``inputs_embeds`` (B, L, d) float; ``attention_mask`` (B, P + L) bool/long padding mask over
+        the cached positions P and the new ones (True = real); ``position_ids`` (B, L) long, each
+        row's own positions. Returns hidden states (B, L, d) after the final norm (and any output
+        projection) and the updated cache (None unless ``use_cache``). Causality must come from the
+        backbone's own attention (pass the 2D mask, never a full 4D one).
+        """
+
+    def new_cache(self, body: nn.Module) -> Any:
+        """An empty KV cache of the backbone's own class (default: transformers' DynamicCache)."""
+        from transformers import DynamicCache
+
+        return DynamicCache(config=getattr(body, "config", None))
+
+    def config(self, body: nn.Module) -> Any:
+        """The backbone's `transformers` config (used to save and rebuild it)."""
+        return body.config
+
+    def source(self) -> str:
+        """Where the adapter comes from, for `graftlm adapters` (set by the plugin manager)."""
+        return getattr(self, "_graftlm_source", type(self).__module__)
+
+
+def mark_grafted(model: nn.Module) -> None:
+    """Flag ``model`` so that grafting it a second time fails clearly."""
+    model._graftlm_grafted = True  # type: ignore[attr-defined]
+
+
+def is_grafted(model: nn.Module) -> bool:
+    return bool(getattr(model, "_graftlm_grafted", False))

@@ -1,0 +1,35 @@
+"""``graftlm adapters``: list the registered backbone adapters and where they come from."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", action="store_true", help="print a JSON list instead of a table")
+
+
+def run(args: argparse.Namespace) -> int:
+    from graftlm.plugins import list_adapters
+
+    entries = list_adapters()
+    rows = [
+        {
+            "name": e.adapter.name or type(e.adapter).__name__,
+            "model_types": list(e.adapter.model_types),
+            "plugin": e.plugin,
+            "source": e.source,
+        }
+        for e in entries
+    ]
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    if not rows:
+        print("no adapters registered (see docs/adapters.md)")
+        return 0
+    width = max(len(r["name"]) for r in rows)
+    for r in rows:
+        print(f"{r['name']:<{width}}  model_type {', '.join(r['model_types']) or '-'}  from {r['source']}")
+    return 0
