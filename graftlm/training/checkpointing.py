@@ -1,0 +1,171 @@
+"""Atomic, resumable checkpoints.
+
+Layout of ``RUN_DIR/checkpoints/step-00001234/``::
+
+    model.safetensors        the (unwrapped) model's weights
+    ema.safetensors          the EMA weights (if EMA is on)
+    optimizer.pt, scheduler.pt   torch.save'd state dicts (loaded with weights_only=True)
+    rng-rank{r}.json         python / numpy / torch RNG state of every process
+    trainer_state.json       step, data position, tokens seen, the recipe; written last
+
+A checkpoint is written into ``.tmp-step-…`` and renamed with ``os.replace`` once every file is
+on disk, so a process killed mid-write leaves a temp folder that is ignored (and removed by the
+next save), never a half checkpoint. Multi-node runs need ``RUN_DIR`` on a shared file system
+(each rank writes its own RNG file), as with ``accelerate``'s own ``save_state``.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import random
+import re
+import shutil
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, load_model, save_file, save_model
+
+_NAME = re.compile(r"^step-(\d{8,})$")
+STATE_FILE = "trainer_state.json"
+
+
+def checkpoint_dir(run_dir: str | os.PathLike) -> Path:
+    return Path(run_dir) / "checkpoints"
+
+
+def list_checkpoints(run_dir: str | os.PathLike) -> list[Path]:
+    """Complete checkpoints of a run, oldest first (temp folders and folders without
+    ``trainer_state.json`` are skipped)."""
+    root = checkpoint_dir(run_dir)
+    if not root.is_dir():
+        return []
+    found = []
+    for p in root.iterdir():
+        m = _NAME.match(p.name)
+        if m and p.is_dir() and (p / STATE_FILE).is_file():
+            found.append((int(m.group(1)), p))
+    return [p for _, p in sorted(found)]
+
+
+def latest_checkpoint(run_dir: str | os.PathLike) -> Path | None:
+    found = list_checkpoints(run_dir)
+    return found[-1] if found else None
+
+
+def rng_state() -> dict[str, Any]:
+    """This process's RNG states as JSON-friendly values."""
+    state: dict[str, Any] = {"python": _to_json(random.getstate()),
+                             "torch": base64.b64encode(torch.get_rng_state().numpy().tobytes()).decode()}
+    try:
+        import numpy as np
+
+        kind, keys, pos, has_gauss, cached = np.random.get_state()
+        state["numpy"] = [kind, keys.tolist(), int(pos), int(has_gauss), float(cached)]
+    except ImportError:  # numpy is optional
+        pass
+    if torch.cuda.is_available():
+        state["cuda"] = [base64.b64encode(s.numpy().tobytes()).decode() for s in torch.cuda.get_rng_state_all()]
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    random.setstate(_from_json(state["python"]))
+    raw = base64.b64decode(state["torch"])
+    torch.set_rng_state(torch.frombuffer(bytearray(raw), dtype=torch.uint8))
+    if "numpy" in state:
+        import numpy as np
+
+        kind, keys, pos, has_gauss, cached = state["numpy"]
+        np.random.set_state((kind, np.array(keys, dtype=np.uint32), pos, has_gauss, cached))
+    if "cuda" in state and torch.cuda.is_available():
+        states = [torch.frombuffer(bytearray(base64.b64decode(s)), dtype=torch.uint8) for s in state["cuda"]]
+        if len(states) == torch.cuda.device_count():
+            torch.cuda.set_rng_state_all(states)
+
+
+def _to_json(x: Any) -> Any:
+    return [_to_json(v) for v in x] if isinstance(x, (tuple, list)) else x
+
+
+def _from_json(x: Any) -> Any:
+    return tuple(_from_json(v) for v in x) if isinstance(x, list) else x
+
+
+def temp_dir_for(run_dir: str | os.PathLike, step: int) -> Path:
+    return checkpoint_dir(run_dir) / f".tmp-step-{step:08d}"
+
+
+def begin(run_dir: str | os.PathLike, step: int) -> Path:
+    """Create (fresh) the temp folder of the checkpoint of ``step``; main process only."""
+    tmp = temp_dir_for(run_dir, step)
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir(parents=True)
+    return tmp
+
+
+def write_rng(tmp: Path, rank: int) -> None:
+    _write_json(tmp / f"rng-rank{rank}.json", rng_state())
+
+
+def finish(run_dir: str | os.PathLike, tmp: Path, step: int, *, model: torch.nn.Module,
+           ema_state: dict[str, torch.Tensor] | None, optimizer_state: dict, scheduler_state: dict,
+           trainer_state: dict[str, Any], keep_last: int | None) -> Path:
+    """Write the remaining files into ``tmp``, rename it into place, prune old checkpoints."""
+    save_model(model, str(tmp / "model.safetensors"))
+    if ema_state is not None:
+        save_file({k: v.detach().contiguous().cpu() for k, v in ema_state.items()}, str(tmp / "ema.safetensors"))
+    torch.save(optimizer_state, tmp / "optimizer.pt")
+    torch.save(scheduler_state, tmp / "scheduler.pt")
+    _write_json(tmp / STATE_FILE, trainer_state)
+    final = checkpoint_dir(run_dir) / f"step-{step:08d}"
+    if final.exists():  # re-saving the same step (e.g. after a resume): replace it
+        shutil.rmtree(final)
+    os.replace(tmp, final)
+    _fsync_dir(final.parent)
+    if keep_last:
+        for old in list_checkpoints(run_dir)[:-keep_last]:
+            shutil.rmtree(old, ignore_errors=True)
+    for stale in checkpoint_dir(run_dir).glob(".tmp-step-*"):
+        shutil.rmtree(stale, ignore_errors=True)
+    return final
+
+
+def load(path: Path, *, model: torch.nn.Module, rank: int, strict: bool = True) -> dict[str, Any]:
+    """Load weights into ``model`` and this rank's RNG; return ``trainer_state`` plus the
+    ``ema``, ``optimizer`` and ``scheduler`` states (the caller applies them)."""
+    path = Path(path)
+    if not (path / STATE_FILE).is_file():
+        raise ValueError(f"{path} is not a complete graftlm checkpoint (no {STATE_FILE})")
+    missing, unexpected = load_model(model, str(path / "model.safetensors"), strict=strict)
+    state = json.loads((path / STATE_FILE).read_text())
+    state["ema"] = load_file(str(path / "ema.safetensors")) if (path / "ema.safetensors").is_file() else None
+    state["optimizer"] = torch.load(path / "optimizer.pt", weights_only=True, map_location="cpu")
+    state["scheduler"] = torch.load(path / "scheduler.pt", weights_only=True, map_location="cpu")
+    rng = path / f"rng-rank{rank}.json"
+    if rng.is_file():
+        set_rng_state(json.loads(rng.read_text()))
+    return state
+
+
+def _write_json(path: Path, obj: Any) -> None:
+    with open(path, "w") as f:
+        json.dump(obj, f, indent=1)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)

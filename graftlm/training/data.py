@@ -1,0 +1,203 @@
+"""Corpus readers: documents (str) streamed from text, JSON lines, parquet or HF datasets.
+
+Nothing is loaded whole: files are read line by line / row group by row group. A *document* is
+a paragraph of plain text (blank-line separated), one JSON line's text field, or one row.
+
+``read_corpus`` accepts
+* a file (``.txt``/``.text``/``.md`` → text, ``.jsonl``/``.json``/``.ndjson`` → JSON lines,
+  ``.parquet`` → parquet), or a folder of such files (sorted, recursive);
+* a folder written by ``datasets.Dataset.save_to_disk`` (or ``data_format="hf"``);
+* a ``datasets.Dataset`` / ``IterableDataset`` object, or any iterable of str / dict rows;
+* ``"packaged:pydoc"`` / ``"packaged:kjv"``: English text shipped in packages (``graftlm.text``).
+
+Invalid JSON lines (and JSON rows without the text field) are skipped, counted in
+:class:`CorpusStats` and reported with a warning naming the file, the count and the first bad
+line; a file in which *every* line is invalid raises ``ValueError``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+TEXT_SUFFIXES = {".txt", ".text", ".md"}
+JSONL_SUFFIXES = {".jsonl", ".json", ".ndjson"}
+PARQUET_SUFFIXES = {".parquet"}
+
+
+@dataclass
+class CorpusStats:
+    """Counts gathered while reading (per process / worker)."""
+
+    documents: int = 0
+    invalid_json: int = 0
+    missing_field: int = 0
+    files: int = 0
+    problems: list[str] = field(default_factory=list)
+
+
+def _is_hf_dir(path: Path) -> bool:
+    return path.is_dir() and ((path / "dataset_info.json").is_file() or (path / "state.json").is_file()
+                              or (path / "dataset_dict.json").is_file())
+
+
+def corpus_files(path: Path, data_format: str) -> list[tuple[Path, str]]:
+    """Files of a corpus with their format; ValueError if there are none."""
+    if not path.exists():
+        raise ValueError(f"data path {str(path)!r} does not exist: set data_path in the recipe "
+                         "(or --set data_path=...) to a text / JSON-lines / parquet file or folder")
+    candidates = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    out = []
+    for p in candidates:
+        fmt = data_format if data_format != "auto" else _guess(p)
+        if fmt is not None and not p.name.startswith("."):
+            out.append((p, fmt))
+    if not out:
+        raise ValueError(f"no corpus files under {str(path)!r}: expected .txt, .jsonl or .parquet files "
+                         "(or set data_format)")
+    return out
+
+
+def _guess(p: Path) -> str | None:
+    suffix = p.suffix.lower()
+    if suffix in TEXT_SUFFIXES:
+        return "text"
+    if suffix in JSONL_SUFFIXES:
+        return "jsonl"
+    if suffix in PARQUET_SUFFIXES:
+        return "parquet"
+    return None
+
+
+def read_text(path: Path) -> Iterator[str]:
+    """Paragraphs (blank-line separated, inner newlines kept) of a UTF-8 text file."""
+    lines: list[str] = []
+    with open(path, encoding="utf-8", errors="replace") as f:
+        for line in f:
+            if line.strip():
+                lines.append(line)
+            elif lines:
+                yield "".join(lines).rstrip("\n")
+                lines = []
+    if lines:
+        yield "".join(lines).rstrip("\n")
+
+
+def read_jsonl(path: Path, text_field: str, stats: CorpusStats) -> Iterator[str]:
+    """The ``text_field`` of each JSON line; invalid lines skipped and counted."""
+    good = bad = missing = 0
+    first_bad = None
+    with open(path, encoding="utf-8", errors="replace") as f:
+        for lineno, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError:
+                bad += 1
+                first_bad = first_bad or lineno
+                continue
+            text = row.get(text_field) if isinstance(row, dict) else None
+            if not isinstance(text, str):
+                missing += 1
+                first_bad = first_bad or lineno
+                continue
+            good += 1
+            if text:
+                yield text
+    stats.invalid_json += bad
+    stats.missing_field += missing
+    if bad or missing:
+        msg = (f"{path}: skipped {bad} line(s) that are not valid JSON and {missing} without a string "
+               f"{text_field!r} field, out of {good + bad + missing} (first at line {first_bad})")
+        stats.problems.append(msg)
+        if good == 0:
+            raise ValueError(msg + "; no usable line at all: is this JSON lines, and is text_field right?")
+        warnings.warn(msg, stacklevel=2)
+
+
+def read_parquet(path: Path, text_field: str) -> Iterator[str]:
+    import pyarrow.parquet as pq
+
+    pf = pq.ParquetFile(path)
+    if text_field not in pf.schema_arrow.names:
+        raise ValueError(f"{path} has no column {text_field!r} (columns: {pf.schema_arrow.names}); set text_field")
+    for batch in pf.iter_batches(columns=[text_field], batch_size=1024):
+        for text in batch.column(0).to_pylist():
+            if isinstance(text, str) and text:
+                yield text
+
+
+def read_rows(rows: Iterable[Any], text_field: str) -> Iterator[str]:
+    """Documents from an HF dataset or any iterable of str / dict rows."""
+    for i, row in enumerate(rows):
+        text = row.get(text_field) if isinstance(row, dict) else row
+        if not isinstance(text, str):
+            raise TypeError(f"row {i} has no str {text_field!r} field (got {type(text).__name__}); set text_field")
+        if text:
+            yield text
+
+
+def read_corpus(source: Any, *, data_format: str = "auto", text_field: str = "content",
+                stats: CorpusStats | None = None) -> Iterator[str]:
+    """Stream the documents of ``source`` (see the module docstring), in a fixed order."""
+    stats = stats if stats is not None else CorpusStats()
+    if source is None:
+        raise ValueError("no data: set data_path in the recipe (or --set data_path=PATH)")
+    if isinstance(source, (str, os.PathLike)):
+        text = str(source)
+        if text.startswith("packaged:"):
+            yield from _count(_packaged(text.split(":", 1)[1]), stats)
+            return
+        path = Path(text)
+        if data_format == "hf" or (data_format == "auto" and _is_hf_dir(path)):
+            import datasets
+
+            if not path.exists():
+                raise ValueError(f"data path {text!r} does not exist")
+            ds = datasets.load_from_disk(str(path))
+            if isinstance(ds, datasets.DatasetDict):
+                ds = ds["train"] if "train" in ds else next(iter(ds.values()))
+            yield from _count(read_rows(ds, text_field), stats)
+            return
+        for file, fmt in corpus_files(path, data_format):
+            stats.files += 1
+            if fmt == "text":
+                yield from _count(read_text(file), stats)
+            elif fmt == "jsonl":
+                yield from _count(read_jsonl(file, text_field, stats), stats)
+            elif fmt == "parquet":
+                yield from _count(read_parquet(file, text_field), stats)
+            else:
+                raise ValueError(f"unknown data_format {fmt!r}")
+        return
+    yield from _count(read_rows(source, text_field), stats)
+
+
+def _count(docs: Iterator[str], stats: CorpusStats) -> Iterator[str]:
+    for d in docs:
+        stats.documents += 1
+        yield d
+
+
+def _packaged(name: str) -> Iterator[str]:
+    from graftlm import text
+
+    if name not in ("pydoc", "kjv"):
+        raise ValueError(f"unknown packaged corpus {name!r}: use packaged:pydoc or packaged:kjv")
+    yield from text.english_paragraphs(source=name)
+
+
+def is_heldout(document: str, fraction: float, seed: int) -> bool:
+    """Deterministic split by a keyed hash of the text: same text, same side, on every machine,
+    whatever the order or sharding; duplicates never straddle the split."""
+    if fraction <= 0.0:
+        return False
+    digest = hashlib.blake2b(document.encode("utf-8", "surrogatepass"), digest_size=8,
+                             key=str(seed).encode()).digest()
+    return int.from_bytes(digest, "little") / 2**64 < fraction

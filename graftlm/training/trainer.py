@@ -1,0 +1,275 @@
+"""The training loop: one code path for the SentenceVAE and a grafted SentenceLLM.
+
+The model is any ``nn.Module`` whose ``forward(**batch)`` returns an object with ``.loss`` (a
+scalar mean over the micro-batch's target tokens) and optionally ``.decoder_loss`` /
+``.termination_loss`` (logged). Distribution, mixed precision and gradient accumulation come from
+``accelerate`` (DDP over GPUs and nodes; FSDP/DeepSpeed configs are accepted by accelerate, but
+the checkpoints here gather full state dicts, so they are only tested with DDP).
+
+Per optimizer step: ``gradient_accumulation_steps`` micro-batches, grad-norm clip, AdamW step,
+lr schedule step (`graftlm.training.schedule`), EMA update (`graftlm.training.ema`).
+A non-finite loss (or, without fp16 loss scaling, a non-finite gradient norm) stops the run
+with `TrainingDiverged` *before* the optimizer step, so no checkpoint with NaN weights is written
+and the last good checkpoint stays.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+import torch
+import yaml
+from tqdm.auto import tqdm
+
+from graftlm.training import checkpointing as ckpt
+from graftlm.training.ema import EMA
+from graftlm.training.metrics import MetricsWriter
+from graftlm.training.recipes import TrainConfig
+from graftlm.training.schedule import build_scheduler, param_groups
+
+BatchFactory = Callable[[int, int, int], Iterable[dict[str, torch.Tensor]]]
+"""``make_batches(start, rank, world_size)`` → this process's batches from global index ``start``."""
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss or the gradient became NaN/inf; the run stopped without saving."""
+
+
+@dataclass
+class TrainResult:
+    step: int
+    run_dir: Path
+    last_loss: float
+    checkpoint: Path | None
+    eval: dict[str, float] = field(default_factory=dict)
+
+
+class Trainer:
+    """Args:
+        model: the module to train (parameters with ``requires_grad=False`` stay frozen).
+        cfg: the recipe (`TrainConfig`).
+        make_batches: see `BatchFactory`; batches are dicts of CPU tensors.
+        evaluate: ``evaluate(model) -> {name: number}``, run on the main process with the EMA
+            weights in the model (or the raw ones without EMA), in ``eval()`` mode.
+        export: ``export(model, folder)`` writes the final (EMA) model, e.g. ``save_pretrained``.
+        callbacks: ``fn(trainer, step)`` called after every optimizer step (and its checkpoint).
+        accelerator: reuse an ``Accelerator``; by default one is built from the recipe.
+    """
+
+    def __init__(self, model: torch.nn.Module, cfg: TrainConfig, make_batches: BatchFactory, *,
+                 evaluate: Callable[[torch.nn.Module], dict[str, float]] | None = None,
+                 export: Callable[[torch.nn.Module, Path], None] | None = None,
+                 callbacks: Iterable[Callable[["Trainer", int], None]] = (), accelerator: Any = None,
+                 run_dir: str | Path | None = None) -> None:
+        from accelerate import Accelerator
+
+        self.cfg = cfg
+        self.run_dir = Path(run_dir) if run_dir is not None else cfg.run_dir()
+        self.accelerator = accelerator or Accelerator(
+            gradient_accumulation_steps=cfg.gradient_accumulation_steps, mixed_precision=cfg.mixed_precision,
+            cpu=_cpu_only())
+        self.make_batches = make_batches
+        self.evaluate_fn, self.export_fn = evaluate, export
+        self.callbacks = list(callbacks)
+        acc = self.accelerator
+        optimizer = torch.optim.AdamW(param_groups(model, cfg.weight_decay), lr=cfg.peak_lr())
+        self.scheduler = build_scheduler(optimizer, cfg.warmup_steps, cfg.cosine_steps,
+                                         start_factor=cfg.warmup_start_factor, min_lr_ratio=cfg.min_lr_ratio)
+        # The scheduler is not prepared: accelerate would step it once per process.
+        self.model, self.optimizer = acc.prepare(model, optimizer)
+        self.raw_model = acc.unwrap_model(self.model)
+        self.ema = EMA(self.raw_model, cfg.ema_momentum) if cfg.ema_momentum else None
+        self.step = 0
+        self.batches_done = 0  # global batches consumed: the data position
+        self.tokens_seen = 0
+        self.last_checkpoint: Path | None = None
+        self.metrics = MetricsWriter(self.run_dir, enabled=acc.is_main_process, tensorboard=cfg.tensorboard)
+
+    # -- checkpoints ------------------------------------------------------------------------------
+
+    def save(self) -> Path:
+        """Write a checkpoint of the current step (all processes must call it)."""
+        acc = self.accelerator
+        for name, p in self.raw_model.named_parameters():
+            if not torch.isfinite(p).all():
+                raise TrainingDiverged(f"parameter {name} is not finite at step {self.step}; not saving "
+                                       f"(last good checkpoint: {self.last_checkpoint})")
+        acc.wait_for_everyone()
+        tmp = ckpt.temp_dir_for(self.run_dir, self.step)
+        if acc.is_main_process:
+            ckpt.begin(self.run_dir, self.step)
+        acc.wait_for_everyone()
+        ckpt.write_rng(tmp, acc.process_index)
+        acc.wait_for_everyone()
+        final = ckpt.checkpoint_dir(self.run_dir) / f"step-{self.step:08d}"
+        if acc.is_main_process:
+            ckpt.finish(self.run_dir, tmp, self.step, model=self.raw_model,
+                        ema_state=self.ema.state_dict() if self.ema else None,
+                        optimizer_state=self.optimizer.state_dict(), scheduler_state=self.scheduler.state_dict(),
+                        trainer_state={"step": self.step, "batches_done": self.batches_done,
+                                       "tokens_seen": self.tokens_seen, "world_size": acc.num_processes,
+                                       "config": self.cfg.to_dict()},
+                        keep_last=self.cfg.keep_last)
+        acc.wait_for_everyone()
+        self.last_checkpoint = final
+        return final
+
+    def resume(self) -> bool:
+        """Load the latest complete checkpoint of ``run_dir``; False if there is none."""
+        path = ckpt.latest_checkpoint(self.run_dir)
+        if path is None:
+            return False
+        state = ckpt.load(path, model=self.raw_model, rank=self.accelerator.process_index)
+        if state.get("world_size", 1) != self.accelerator.num_processes:
+            raise ValueError(f"{path} was written by {state['world_size']} processes, this run has "
+                             f"{self.accelerator.num_processes}: the data position would not line up")
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        if self.ema is not None:
+            if state["ema"] is None:
+                raise ValueError(f"{path} has no EMA weights but the recipe enables EMA")
+            self.ema.load_state_dict(state["ema"])
+        self.step, self.batches_done = int(state["step"]), int(state["batches_done"])
+        self.tokens_seen = int(state["tokens_seen"])
+        self.last_checkpoint = path
+        self.metrics.truncate_after(self.step)
+        self.metrics.log("event", self.step, {"event": "resumed", "checkpoint": str(path)})
+        return True
+
+    # -- evaluation -------------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def ema_weights(self):
+        """Temporarily put the EMA weights into the model (no-op without EMA)."""
+        if self.ema is None:
+            yield self.raw_model
+            return
+        backup = {k: v.detach().clone() for k, v in self.raw_model.state_dict().items()}
+        self.ema.copy_to(self.raw_model)
+        try:
+            yield self.raw_model
+        finally:
+            self.raw_model.load_state_dict(backup)
+
+    def run_eval(self) -> dict[str, float]:
+        acc = self.accelerator
+        result: dict[str, float] = {}
+        if self.evaluate_fn is not None and acc.is_main_process:
+            was_training = self.raw_model.training
+            with self.ema_weights() as m, torch.no_grad():
+                m.eval()
+                result = dict(self.evaluate_fn(m))
+            self.raw_model.train(was_training)
+            self.metrics.log("eval", self.step, result)
+        acc.wait_for_everyone()
+        return result
+
+    # -- the loop ---------------------------------------------------------------------------------
+
+    def _check_finite(self, value: torch.Tensor, what: str) -> None:
+        flags = self.accelerator.gather(torch.isfinite(value.detach().float()).all().reshape(1))
+        if not bool(flags.all()):
+            msg = (f"{what} is not finite (value {value.item()}) at step {self.step + 1}, global batch "
+                   f"{self.batches_done}: training stopped before the optimizer step, nothing was saved; "
+                   f"the last good checkpoint is {self.last_checkpoint or 'none (no checkpoint yet)'}. "
+                   "Lower lr, raise warmup_steps, try bf16 instead of fp16, or inspect that batch.")
+            self.metrics.log("event", self.step, {"event": "diverged", "message": msg})
+            raise TrainingDiverged(msg)
+
+    def fit(self, resume: bool = False) -> TrainResult:
+        cfg, acc = self.cfg, self.accelerator
+        from accelerate.utils import set_seed
+
+        if acc.is_main_process:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            (self.run_dir / "recipe.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+        if not (resume and self.resume()):
+            set_seed(cfg.seed, device_specific=True)
+        batches = iter(self.make_batches(self.batches_done, acc.process_index, acc.num_processes))
+        self.model.train()
+        bar = tqdm(total=cfg.max_steps, initial=self.step, disable=not acc.is_main_process,
+                   desc=cfg.name, dynamic_ncols=True)
+        window: dict[str, float] = {}
+        n_window, tokens_window, t0 = 0, 0, time.perf_counter()
+        last_loss = math.nan
+        while self.step < cfg.max_steps:
+            grad_norm = None
+            for _ in range(cfg.gradient_accumulation_steps):
+                batch = {k: v.to(acc.device) for k, v in next(batches).items()}
+                tokens_window += int(_mask(batch).sum())
+                with acc.accumulate(self.model):
+                    out = self.model(**batch)
+                    self._check_finite(out.loss, "the loss")
+                    acc.backward(out.loss)
+                    if acc.sync_gradients:
+                        grad_norm = acc.clip_grad_norm_(self.model.parameters(), cfg.max_grad_norm)
+                        if cfg.mixed_precision != "fp16":  # fp16: the grad scaler skips inf steps itself
+                            self._check_finite(torch.as_tensor(grad_norm), "the gradient norm")
+                    self.optimizer.step()
+                    self.optimizer.zero_grad(set_to_none=True)
+                self.batches_done += 1
+                for name in ("loss", "decoder_loss", "termination_loss"):
+                    v = getattr(out, name, None)
+                    if v is not None:
+                        window[name] = window.get(name, 0.0) + float(v.detach()) / cfg.gradient_accumulation_steps
+            lr_used = self.scheduler.get_last_lr()[0]
+            if not acc.optimizer_step_was_skipped:
+                self.scheduler.step()
+            if self.ema is not None:
+                self.ema.update(self.raw_model)
+            self.step += 1
+            n_window += 1
+            if grad_norm is not None:
+                window["grad_norm"] = window.get("grad_norm", 0.0) + float(grad_norm)
+            if self.step % cfg.log_every == 0 or self.step % cfg.save_every == 0 or self.step == cfg.max_steps:
+                window["lr"] = lr_used * n_window  # _log divides by n_window
+                last_loss = self._log(window, n_window, tokens_window, time.perf_counter() - t0, bar)
+                window, n_window, tokens_window, t0 = {}, 0, 0, time.perf_counter()
+            bar.update(1)
+            if self.step % cfg.eval_every == 0 and self.step < cfg.max_steps:
+                self.run_eval()
+            if self.step % cfg.save_every == 0 or self.step == cfg.max_steps:
+                self.save()
+            for cb in self.callbacks:
+                cb(self, self.step)
+        bar.close()
+        result = self.run_eval()
+        if self.export_fn is not None and acc.is_main_process:
+            with self.ema_weights() as m:
+                self.export_fn(m, self.run_dir / "final")
+        acc.wait_for_everyone()
+        self.metrics.close()
+        return TrainResult(self.step, self.run_dir, last_loss, self.last_checkpoint, result)
+
+    def _log(self, window: dict[str, float], n: int, tokens: int, seconds: float, bar: Any) -> float:
+        acc = self.accelerator
+        local = torch.tensor([window.get("loss", math.nan) / max(n, 1), float(tokens)], device=acc.device)
+        total = acc.reduce(local, "sum")
+        loss = float(total[0]) / acc.num_processes
+        tokens_all = int(total[1])
+        self.tokens_seen += tokens_all
+        values = {k: v / max(n, 1) for k, v in window.items()}
+        values.update(loss=loss, tokens_per_s=tokens_all / max(seconds, 1e-9),
+                      tokens_seen=self.tokens_seen, batches_done=self.batches_done)
+        self.metrics.log("train", self.step, values)
+        bar.set_postfix(loss=f"{loss:.4f}", lr=f"{values['lr']:.2e}", tok_s=f"{values['tokens_per_s']:.0f}")
+        return loss
+
+
+def _cpu_only() -> bool:
+    """True without CUDA/XPU. accelerate then needs ``cpu=True`` to see a torchrun launch
+    (LOCAL_RANK set) as multi-process CPU (gloo) rather than a single process."""
+    xpu = getattr(torch, "xpu", None)
+    return not torch.cuda.is_available() and not (xpu is not None and xpu.is_available())
+
+
+def _mask(batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    for key in ("attention_mask", "token_mask"):
+        if key in batch:
+            return batch[key]
+    return torch.ones_like(batch["input_ids"])
