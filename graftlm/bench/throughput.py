@@ -38,12 +38,13 @@ class Timing:
         return (max(self.seconds) - min(self.seconds)) / self.median if len(self.seconds) > 1 else 0.0
 
 
-def time_runner(run: Runner, *, repeats: int = 3, warmup: int = 1) -> Timing:
-    """Run ``warmup`` untimed then ``repeats`` timed calls of ``run``; returns their timings."""
+def time_runner(run: Runner, *, repeats: int = 3, warmup: int = 1, warmup_run: Runner | None = None) -> Timing:
+    """Run ``warmup`` untimed calls (of ``warmup_run``, e.g. a shorter generation, else of ``run``),
+    then ``repeats`` timed calls of ``run``; returns their timings."""
     if repeats < 1:
         raise ValueError(f"repeats must be >= 1, got {repeats}")
     for _ in range(warmup):
-        run()
+        (warmup_run or run)()
     timing = Timing(tokens=0)
     for _ in range(repeats):
         t0 = time.perf_counter()

@@ -1,0 +1,139 @@
+"""`graftlm bench`: throughput, KV memory and long context, backbone vs SentenceLLM, in one run.
+
+Writes ``results.json``, ``results.md`` (the tables of docs/benchmarks.md) and PNG charts into
+``--out``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from graftlm.bench import report, suite
+from graftlm.bench.models import BACKBONES, build_backbone
+
+PARTS = ("segments", "throughput", "kv", "long")
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--out", default="results", help="folder for results.{json,md} and charts (default: results/)")
+    p.add_argument("--backbones", nargs="+", default=list(BACKBONES), choices=list(BACKBONES))
+    p.add_argument("--parts", nargs="+", default=list(PARTS), choices=list(PARTS), help="what to measure")
+    p.add_argument("--batches", nargs="+", type=int, default=[1, 8], help="batch sizes (default: 1 8)")
+    p.add_argument("--batch32", action="store_true",
+                   help="also batch 32 (with --batch32-tokens output tokens; slow on a CPU)")
+    p.add_argument("--batch32-tokens", type=int, default=64)
+    p.add_argument("--new-tokens", type=int, default=256, help="output tokens per prompt (fixed)")
+    p.add_argument("--tokens-for", nargs="*", default=["opt-1.3b=64"], metavar="BACKBONE=N",
+                   help="fewer output tokens for slow backbones (default: opt-1.3b=64); pass nothing to disable")
+    p.add_argument("--layers", nargs="+", type=int, default=[1, 2, 4], help="SentenceVAE depths (H1/H2/H4)")
+    p.add_argument("--repeats", type=int, default=3, help="timed runs per measurement (median reported)")
+    p.add_argument("--prompt-tokens", type=int, default=64)
+    p.add_argument("--sentence-len", type=int, default=None,
+                   help="fixed SLLM sentence length (default: the measured mean segment length, rounded)")
+    p.add_argument("--methods", nargs="+", default=["hf_generate", "lean_loop", "sllm"],
+                   choices=["hf_generate", "lean_loop", "sllm"])
+    p.add_argument("--kv-tokens", nargs="+", type=int, default=[1024, 4096, 16384])
+    p.add_argument("--threads", type=int, default=2, help="torch threads (default: 2)")
+    p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
+    p.add_argument("--device", default="cpu", help="cpu or cuda")
+    p.add_argument("--attention", default="auto", choices=["auto", "sdpa", "xformers"],
+                   help="SentenceVAE attention backend (xformers only on CUDA)")
+
+
+def _parse_tokens_for(items: list[str]) -> dict[str, int]:
+    out = {}
+    for item in items or []:
+        name, sep, n = item.partition("=")
+        if not sep or not n.isdigit() or name not in BACKBONES:
+            raise ValueError(f"--tokens-for expects BACKBONE=N with BACKBONE in {list(BACKBONES)}, got {item!r}")
+        out[name] = int(n)
+    return out
+
+
+def run(args: argparse.Namespace) -> int:
+    torch.set_num_threads(args.threads)
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        print("error: --device cuda but no CUDA device is available", file=sys.stderr)
+        return 2
+    if args.device != "cpu":
+        print("note: the CUDA path times the same code on the GPU", file=sys.stderr)
+    try:
+        tokens_for = _parse_tokens_for(args.tokens_for)
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    if args.attention != "auto":
+        from graftlm.attention import set_attention_backend
+
+        set_attention_backend(args.attention)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    dtype = getattr(torch, args.dtype)
+    results: dict[str, Any] = {"machine": report.machine_info(), "settings": dict(
+        threads=args.threads, dtype=args.dtype, device=args.device, batches=args.batches + ([32] if args.batch32 else []),
+        new_tokens=args.new_tokens, tokens_for=tokens_for, repeats=args.repeats, prompt_tokens=args.prompt_tokens,
+        greedy=True, attention=args.attention),
+        "segments": [], "throughput": [], "kv": [], "long_context": [], "notes": []}
+    t0 = time.time()
+
+    def log(msg: str) -> None:
+        print(f"[{time.time() - t0:7.1f}s] {msg}", flush=True)
+
+    def save() -> None:
+        report.save_json(results, out / "results.json")
+        report.write_markdown(results, out / "results.md")
+
+    for name in args.backbones:
+        log(f"building {name} ({args.dtype})")
+        bb = build_backbone(name, dtype=dtype)
+        bb.model.to(args.device)
+        seg_rows = suite.measure_segments(name, bb.tokenizer, min_tokens=(None, 8, 16))
+        results["segments"] += seg_rows
+        default = next(r for r in seg_rows if r["segmenter"] == "paper rule" and r["source"] == "pydoc")
+        sentence_len = args.sentence_len or max(1, round(default["mean"]))
+        log(f"{name}: mean segment length {default['mean']:.2f} tokens (pydoc, paper rule) -> L={sentence_len}")
+        if "throughput" in args.parts:
+            n = tokens_for.get(name, args.new_tokens)
+            results["throughput"] += suite.throughput_rows(
+                bb, batches=tuple(args.batches), new_tokens=n, sentence_len=sentence_len,
+                vae_layers=tuple(args.layers), repeats=args.repeats, prompt_tokens=args.prompt_tokens,
+                methods=tuple(args.methods), log=log)
+            if args.batch32:
+                results["throughput"] += suite.throughput_rows(
+                    bb, batches=(32,), new_tokens=args.batch32_tokens, sentence_len=sentence_len,
+                    vae_layers=tuple(args.layers), repeats=1, prompt_tokens=args.prompt_tokens,
+                    methods=tuple(args.methods), log=log)
+            save()
+        if "kv" in args.parts:
+            sllm = _try_sllm(bb, log)
+            results["kv"] += suite.kv_rows(bb, context_tokens=tuple(args.kv_tokens), sllm=sllm, log=log)
+            del sllm
+            save()
+        if "long" in args.parts and name in ("opt-125m", "smollm2-135m"):
+            from graftlm.bench.long_context import long_context_rows
+
+            results["long_context"] += long_context_rows(bb, sentence_len=sentence_len, log=log)
+            save()
+        del bb
+        gc.collect()
+    if not torch.cuda.is_available():
+        results["notes"].append("No CUDA device: the CUDA paths (xformers vs SDPA, bf16) were not run.")
+    save()
+    charts = report.write_charts(results, out)
+    log(f"wrote {out / 'results.md'}, {out / 'results.json'}, " + ", ".join(str(c) for c in charts))
+    return 0
+
+
+def _try_sllm(bb: Any, log) -> Any:
+    try:
+        return suite.build_sllm(bb, 1)
+    except ImportError as err:
+        log(f"  no SentenceLLM ({err}): backbone rows only")
+        return None

@@ -1,0 +1,165 @@
+"""Results of a benchmark run: JSON, a Markdown report and PNG charts (matplotlib, Agg)."""
+
+from __future__ import annotations
+
+import json
+import platform
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+
+def machine_info() -> dict[str, Any]:
+    """CPU/GPU, threads and library versions: what the timings depend on."""
+    import transformers
+
+    cpu = platform.processor() or ""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    try:
+        import psutil
+
+        mem_gb = round(psutil.virtual_memory().total / 2**30, 1)
+        cores = psutil.cpu_count(logical=True)
+    except ImportError:
+        mem_gb, cores = None, None
+    info = {
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "cpu": cpu, "logical_cores": cores, "memory_gb": mem_gb,
+        "torch_threads": torch.get_num_threads(), "python": platform.python_version(),
+        "torch": torch.__version__, "transformers": transformers.__version__,
+        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+    }
+    return info
+
+
+def save_json(results: dict[str, Any], path: str | Path) -> None:
+    Path(path).write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
+
+
+def _fmt(x: Any, digits: int = 2) -> str:
+    if x is None:
+        return "–"
+    if isinstance(x, float):
+        return f"{x:.{digits}f}"
+    return str(x)
+
+
+def _table(header: list[str], rows: list[list[Any]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(_fmt(c) for c in r) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def throughput_table(rows: list[dict[str, Any]]) -> str:
+    """Markdown: one line per (backbone, batch, method) with tokens/s, speed-up and MAC bound."""
+    header = ["backbone", "batch", "method", "tokens/s", "spread", "× lean loop", "MAC bound", "of bound"]
+    body = []
+    for r in rows:
+        body.append([r["backbone"], r["batch"], r["method"], r["tokens_per_s"], f"{100 * r['spread']:.0f}%",
+                     r.get("speedup"), r.get("mac_bound"), r.get("of_bound")])
+    return _table(header, body)
+
+
+def kv_table(rows: list[dict[str, Any]]) -> str:
+    header = ["backbone", "side", "segmenter", "context tokens", "cache positions", "tokens/position",
+              "KV KB/token", "vs backbone"]
+    body = [[r["backbone"], r["side"], r.get("segmenter", "–"), r["tokens"], r["positions"],
+             r["tokens"] / r["positions"] if r["positions"] else None, r["bytes_per_token"] / 1024,
+             f"{100 * r['ratio']:.1f}%" if r.get("ratio") is not None else "–"] for r in rows]
+    return _table(header, body)
+
+
+def long_context_table(rows: list[dict[str, Any]]) -> str:
+    header = ["model", "document tokens", "× max positions", "cache positions", "max positions",
+              "generated tokens", "KV MB", "peak RSS MB", "seconds", "note"]
+    body = [[r["model"], r["tokens"], r["tokens"] / r["max_positions"], r["positions"], r["max_positions"],
+             r.get("generated"), r["kv_bytes"] / 2**20 if r.get("kv_bytes") is not None else None,
+             r["peak_rss"] / 2**20 if r.get("peak_rss") else None, r.get("seconds"), r.get("note", "")]
+            for r in rows]
+    return _table(header, body)
+
+
+def write_markdown(results: dict[str, Any], path: str | Path) -> str:
+    """Write the whole report (machine, settings, the three tables) and return its text."""
+    m = results.get("machine", {})
+    parts = ["# graftlm benchmark results", "",
+             f"Machine: {m.get('cpu')} · {m.get('logical_cores')} logical cores · {m.get('memory_gb')} GB · "
+             f"torch {m.get('torch')} ({m.get('torch_threads')} threads) · transformers {m.get('transformers')} · "
+             f"CUDA: {m.get('cuda') or 'none'} · {m.get('date')}", ""]
+    if results.get("settings"):
+        parts += ["Settings: " + ", ".join(f"{k}={v}" for k, v in results["settings"].items()), ""]
+    if results.get("segments"):
+        parts += ["## Segment length of the default segmenter", "",
+                  _table(["tokenizer", "text", "segmenter", "segments", "tokens", "mean tokens/segment", "max"],
+                         [[s["tokenizer"], s["source"], s["segmenter"], s["segments"], s["tokens"], s["mean"],
+                           s["max_len"]] for s in results["segments"]]), ""]
+    if results.get("throughput"):
+        parts += ["## Throughput (output tokens/s, greedy, fixed output length)", "",
+                  throughput_table(results["throughput"]), ""]
+    if results.get("kv"):
+        parts += ["## KV-cache bytes per context token (measured from the cache tensors)", "",
+                  kv_table(results["kv"]), ""]
+    if results.get("long_context"):
+        parts += ["## Long context", "", long_context_table(results["long_context"]), ""]
+    if results.get("notes"):
+        parts += ["## Notes", ""] + [f"- {n}" for n in results["notes"]] + [""]
+    text = "\n".join(parts)
+    Path(path).write_text(text)
+    return text
+
+
+def write_charts(results: dict[str, Any], out_dir: str | Path) -> list[Path]:
+    """PNG charts: tokens/s per backbone and method (one panel per batch size), KV KB/token."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out_dir = Path(out_dir)
+    written: list[Path] = []
+    rows = results.get("throughput") or []
+    batches = sorted({r["batch"] for r in rows})
+    if rows:
+        fig, axes = plt.subplots(1, len(batches), figsize=(6 * len(batches), 4.5), squeeze=False)
+        for ax, b in zip(axes[0], batches):
+            sel = [r for r in rows if r["batch"] == b]
+            backbones = list(dict.fromkeys(r["backbone"] for r in sel))
+            methods = list(dict.fromkeys(r["method"] for r in sel))
+            width = 0.8 / max(len(methods), 1)
+            for j, meth in enumerate(methods):
+                ys = [next((r["tokens_per_s"] for r in sel if r["backbone"] == bb and r["method"] == meth), 0.0)
+                      for bb in backbones]
+                ax.bar([i + j * width for i in range(len(backbones))], ys, width, label=meth)
+            ax.set_xticks([i + 0.4 - width / 2 for i in range(len(backbones))], backbones, rotation=15)
+            ax.set_ylabel("output tokens/s")
+            ax.set_yscale("log")
+            ax.set_title(f"batch {b}")
+            ax.legend(fontsize=7)
+        fig.tight_layout()
+        path = out_dir / "throughput.png"
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        written.append(path)
+    kv = results.get("kv") or []
+    if kv:
+        fig, ax = plt.subplots(figsize=(8, 4.5))
+        labels = [f"{r['backbone']}\n{r['side']} {r.get('segmenter', '')}\n{r['tokens']}" for r in kv]
+        ax.bar(range(len(kv)), [r["bytes_per_token"] / 1024 for r in kv],
+               color=["tab:gray" if r["side"] == "backbone" else "tab:blue" for r in kv])
+        ax.set_xticks(range(len(kv)), labels, fontsize=5, rotation=90)
+        ax.set_ylabel("KV-cache KB per context token")
+        fig.tight_layout()
+        path = out_dir / "kv_memory.png"
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        written.append(path)
+    return written

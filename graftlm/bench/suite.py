@@ -1,0 +1,201 @@
+"""The measurements, as functions returning plain-dict rows (shared by the CLI and pytest suites).
+
+Throughput rows: ``backbone, batch, method, new_tokens, tokens_per_s, seconds, spread`` and, for
+SentenceLLM rows, ``speedup`` (vs the lean loop of the same backbone/batch), ``mac_bound``,
+``of_bound``. KV rows: ``backbone, side, segmenter, tokens, positions, bytes, bytes_per_token,
+ratio``.
+"""
+
+from __future__ import annotations
+
+import gc
+from typing import Any, Callable
+
+import torch
+
+from graftlm.bench.corpus import english_text, segment_stats, text_with_tokens
+from graftlm.bench.macs import mac_bound
+from graftlm.bench.memory import backbone_prefill_cache, cache_length, kv_cache_bytes
+from graftlm.bench.models import Backbone
+from graftlm.bench.throughput import (
+    hf_generate_runner,
+    lean_loop_runner,
+    prompt_batch,
+    sllm_runner,
+    time_runner,
+)
+
+Log = Callable[[str], None]
+
+
+def special_ids(backbone: Backbone) -> tuple[int, int, int]:
+    """(pad, bos, eos) for a SentenceVAE grafted onto ``backbone`` (the backbone's own ids)."""
+    cfg, tok = backbone.config, backbone.tokenizer
+    eos = cfg.eos_token_id if cfg.eos_token_id is not None else tok.eos_token_id
+    eos = eos[0] if isinstance(eos, (list, tuple)) else eos
+    bos = cfg.bos_token_id if cfg.bos_token_id is not None else (tok.bos_token_id or eos)
+    pad = cfg.pad_token_id if cfg.pad_token_id is not None else (tok.pad_token_id if tok.pad_token_id is not None else eos)
+    return int(pad), int(bos), int(eos)
+
+
+def vae_config(backbone: Backbone, layers: int):
+    """Official-architecture SentenceVAE config sized like the backbone (h and heads = backbone's)."""
+    from graftlm.vae import SentenceVAEConfig
+
+    cfg = backbone.config
+    pad, bos, eos = special_ids(backbone)
+    return SentenceVAEConfig.official(vocab_size=int(cfg.vocab_size), hidden_size=int(cfg.hidden_size),
+                                      num_heads=int(cfg.num_attention_heads), num_layers=layers,
+                                      pad_token_id=pad, bos_token_id=bos, eos_token_id=eos)
+
+
+def build_sllm(backbone: Backbone, layers: int, *, seed: int = 0) -> Any:
+    """Graft a random official-size H``layers`` SentenceVAE onto a *copy* of ``backbone``'s model
+    (grafting strips the model in place; the original stays usable for the baselines)."""
+    import copy
+
+    from graftlm.sllm.graft import graft
+    from graftlm.vae import SentenceVAE
+
+    torch.manual_seed(seed)
+    param = next(backbone.model.parameters())
+    vae = SentenceVAE(vae_config(backbone, layers)).to(device=param.device, dtype=param.dtype).eval()
+    return graft(copy.deepcopy(backbone.model), vae, tokenizer=backbone.tokenizer).eval()
+
+
+def default_segmenter(tokenizer: Any, min_tokens: int | None = None, max_tokens: int = 64) -> Any:
+    """``RegexSegmenter`` with the paper's cut rule (``min_tokens`` None) or token-budget merging."""
+    from graftlm.segmenter import RegexSegmenter
+
+    return RegexSegmenter(max_tokens=max_tokens, min_tokens=min_tokens, tokenizer=tokenizer)
+
+
+def measure_segments(name: str, tokenizer: Any, sources: tuple[str, ...] = ("pydoc", "kjv"),
+                     min_tokens: tuple[int | None, ...] = (None,)) -> list[dict[str, Any]]:
+    """Mean segment length of the segmenter on each packaged English text."""
+    rows = []
+    for src in sources:
+        try:
+            text = english_text(src)
+        except (ValueError, ImportError):
+            continue
+        for mt in min_tokens:
+            st = segment_stats(text, tokenizer, default_segmenter(tokenizer, mt))
+            rows.append(dict(tokenizer=name, source=src, segmenter=_seg_label(mt), segments=st.segments,
+                             tokens=st.tokens, mean=st.mean, max_len=st.max_len))
+    return rows
+
+
+def _seg_label(min_tokens: int | None) -> str:
+    return "paper rule" if min_tokens is None else f"min_tokens={min_tokens}"
+
+
+def throughput_rows(backbone: Backbone, *, batches: tuple[int, ...], new_tokens: int, sentence_len: int,
+                    vae_layers: tuple[int, ...] = (1, 2, 4), repeats: int = 3, prompt_tokens: int = 64,
+                    methods: tuple[str, ...] = ("hf_generate", "lean_loop", "sllm"),
+                    log: Log = print) -> list[dict[str, Any]]:
+    """Time every method at every batch size on ``backbone``, exactly ``new_tokens`` per prompt."""
+    tok = backbone.tokenizer
+    _, ids = text_with_tokens(tok, max(batches) * prompt_tokens)
+    rows: list[dict[str, Any]] = []
+    lean: dict[int, float] = {}
+
+    warm_tokens = min(new_tokens, 2 * sentence_len)
+
+    def add(method: str, batch: int, make, extra: dict[str, Any] | None = None) -> None:
+        t = time_runner(make(new_tokens), repeats=repeats, warmup=1, warmup_run=make(warm_tokens))
+        row = dict(backbone=backbone.name, batch=batch, method=method, new_tokens=new_tokens,
+                   tokens_per_s=t.tokens_per_s, seconds=t.seconds, spread=t.spread)
+        if method == "lean_loop":
+            lean[batch] = t.tokens_per_s
+        elif batch in lean:
+            row["speedup"] = t.tokens_per_s / lean[batch]
+        row.update(extra or {})
+        if "mac_bound" in row and "speedup" in row:
+            row["of_bound"] = row["speedup"] / row["mac_bound"]
+        rows.append(row)
+        log(f"  {backbone.name} b={batch} {method}: {t.tokens_per_s:.2f} tok/s "
+            f"(runs {', '.join(f'{s:.2f}' for s in t.seconds)} s)" +
+            (f" ×{row['speedup']:.2f} lean, bound ×{row['mac_bound']:.2f}" if "mac_bound" in row and "speedup" in row else ""))
+
+    for b in batches:
+        x = prompt_batch(ids, b, prompt_tokens)
+        if "lean_loop" in methods:
+            add("lean_loop", b, lambda n: lean_loop_runner(backbone.model, x, n))
+        if "hf_generate" in methods:
+            add("hf_generate", b, lambda n: hf_generate_runner(backbone.model, x, n))
+    if "sllm" in methods:
+        for h in vae_layers:
+            sllm = build_sllm(backbone, h)
+            bound = mac_bound(backbone.config, vae_config(backbone, h), sentence_len,
+                              prompt_tokens=prompt_tokens, new_tokens=new_tokens)
+            for b in batches:
+                x = prompt_batch(ids, b, prompt_tokens)
+                prompts = tok.batch_decode(x.tolist())
+                add(f"sllm-H{h}", b, lambda n: sllm_runner(sllm, prompts, tok, n, sentence_len),
+                    dict(mac_bound=bound.ratio, sentence_len=sentence_len))
+            del sllm
+            gc.collect()
+    return rows
+
+
+def kv_rows(backbone: Backbone, *, context_tokens: tuple[int, ...] = (1024, 4096, 16384),
+            segmenters: tuple[int | None, ...] = (None, 8, 16), sllm: Any = None,
+            log: Log = print) -> list[dict[str, Any]]:
+    """KV bytes per context token after prefilling real English text: backbone (up to its
+    position limit) and SentenceLLM with each segmenter setting (``None`` = paper rule, else
+    ``min_tokens`` merging)."""
+    tok = backbone.tokenizer
+    limit = getattr(backbone.config, "max_position_embeddings", None)
+    rows: list[dict[str, Any]] = []
+    base_per_token: float | None = None
+    for n in context_tokens:
+        text, ids = text_with_tokens(tok, n)
+        if limit is None or n <= limit:
+            cache = backbone_prefill_cache(backbone.model, torch.tensor([ids]))
+            nbytes, pos = kv_cache_bytes(cache), cache_length(cache)
+            del cache
+            base_per_token = nbytes / n
+            rows.append(dict(backbone=backbone.name, side="backbone", segmenter="–", tokens=n, positions=pos,
+                             bytes=nbytes, bytes_per_token=nbytes / n, ratio=1.0))
+            log(f"  {backbone.name} backbone {n} tokens: {nbytes / n / 1024:.2f} KB/token")
+        if sllm is None:
+            continue
+        for mt in segmenters:
+            seg = default_segmenter(tok, mt, max_tokens=sllm.vae.config.max_segment_tokens or 64)
+            cache, positions = sllm_prefill_cache(sllm, text, tok, seg)
+            nbytes = kv_cache_bytes(cache)
+            del cache
+            rows.append(dict(backbone=backbone.name, side="sllm", segmenter=_seg_label(mt), tokens=n,
+                             positions=positions, bytes=nbytes, bytes_per_token=nbytes / n,
+                             ratio=(nbytes / n) / base_per_token if base_per_token else None))
+            log(f"  {backbone.name} sllm {_seg_label(mt)} {n} tokens: {positions} positions, "
+                f"{nbytes / n / 1024:.2f} KB/token")
+    return rows
+
+
+@torch.inference_mode()
+def sllm_prefill_cache(sllm: Any, text: str, tokenizer: Any, segmenter: Any,
+                       chunk_sentences: int = 512) -> tuple[Any, int]:
+    """Prefill ``text`` into the SentenceLLM's body cache, the way generation does: segment,
+    encode every sentence with the VAE (``encode_sentences``), run the body over the sentence
+    vectors with the adapter's own cache (``run_body``), ``chunk_sentences`` at a time.
+
+    Returns (cache, cache positions). Raises ValueError if the sentences exceed the body's positions.
+    """
+    from graftlm.segmenter import segment_and_tokenize
+
+    batch = segment_and_tokenize([text], tokenizer, segmenter, pad_token_id=sllm.vae.config.pad_token_id)
+    batch = batch.to(sllm.device)
+    sm, ids, tm = batch.sentence_mask[0], batch.input_ids[0], batch.token_mask[0]
+    n = int(sm.sum())
+    if sllm.max_positions is not None and n > sllm.max_positions:
+        raise ValueError(f"{n} sentences exceed the backbone's {sllm.max_positions} positions")
+    cache = sllm.adapter.new_cache(sllm.body)
+    for start in range(0, n, chunk_sentences):
+        end = min(n, start + chunk_sentences)
+        vec = sllm.encode_sentences(ids[start:end], tm[start:end])[None]  # (1, k, d)
+        mask = torch.ones(1, end, dtype=torch.long, device=vec.device)
+        pos = torch.arange(start, end, device=vec.device)[None]
+        _, cache = sllm.run_body(vec, mask, pos, past_key_values=cache, use_cache=True)
+    return cache, cache_length(cache)
