@@ -1,0 +1,272 @@
+"""Sentence-level generation: prefill the prompt's sentences, then per step
+termination head → VAE decoder (KV-cached) → re-encode the new sentence WITH its mask → one
+backbone step with the body's KV cache.
+
+All rows advance together; a finished row keeps riding along masked out (no re-indexing, no
+per-row host work). Host syncs per step: one ``active.any()`` plus those inside ``vae.generate``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from graftlm.sllm.model import SentenceLLM, sentence_positions
+
+SAMPLING_KEYS = ("do_sample", "temperature", "top_k", "top_p", "use_cache", "ignore_eos", "generator")
+DEFAULT_MAX_SENTENCES = 64
+
+
+@dataclass
+class SentenceGenerationOutput:
+    """``generate(..., return_dict=True)``: the new sentences of each prompt row."""
+
+    token_ids: list[list[list[int]]]  # [row][new sentence] -> ids (no bos/eos)
+    segments: list[list[str]] | None  # decoded new sentences (None without a tokenizer)
+    texts: list[str] | None  # "".join(segments[row])
+    num_new_tokens: list[int]
+    num_new_sentences: list[int]
+    hidden_states: torch.Tensor | None = None  # (B, 1 + steps, d): prompt's last state, then each step's
+
+
+def _tokenizer_for(sllm: SentenceLLM, tokenizer: Any) -> Any:
+    return tokenizer if tokenizer is not None else sllm.tokenizer
+
+
+def _decode(tokenizer: Any, ids: list[int]) -> str:
+    try:
+        return tokenizer.decode(ids, skip_special_tokens=True, clean_up_tokenization_spaces=False)
+    except TypeError:
+        return tokenizer.decode(ids)
+
+
+def _prompt_batch(sllm: SentenceLLM, prompts: Any, tokenizer: Any, segmenter: Any, max_sentences: int, max_tokens: int):
+    from graftlm.segmenter import RegexSegmenter, SegmentedBatch, segment_and_tokenize
+
+    if isinstance(prompts, SegmentedBatch):
+        batch = prompts
+    else:
+        if isinstance(prompts, str):
+            prompts = [prompts]
+        prompts = list(prompts)
+        if not prompts:
+            raise ValueError("no prompts: pass a str, a list of str or a SegmentedBatch")
+        for i, p in enumerate(prompts):
+            if not isinstance(p, str):
+                raise TypeError(f"prompt {i} is a {type(p).__name__}; pass str prompts or a SegmentedBatch")
+            if not p.strip():
+                raise ValueError(f"prompt {i} is empty; a sentence-level LLM continues at least one sentence")
+        if tokenizer is None:
+            raise ValueError("text prompts need a tokenizer: pass tokenizer=... (or graft(..., tokenizer=...))")
+        segmenter = segmenter if segmenter is not None else RegexSegmenter(max_tokens=max_tokens, tokenizer=tokenizer)
+        batch = segment_and_tokenize(prompts, tokenizer, segmenter, pad_token_id=sllm.vae.config.pad_token_id)
+    counts = batch.sentence_mask.bool().sum(1)
+    if bool((counts == 0).any()):
+        raise ValueError("a prompt row has no sentence (sentence_mask all False); every prompt needs one")
+    if int(counts.max()) > max_sentences:
+        raise ValueError(
+            f"a prompt has {int(counts.max())} sentences, more than max_sentences={max_sentences}; "
+            "shorten the prompt or raise max_sentences (it counts prompt + new sentences)"
+        )
+    if batch.input_ids.shape[-1] > max_tokens:
+        raise ValueError(f"a prompt sentence has {batch.input_ids.shape[-1]} tokens, more than max_tokens_per_sentence={max_tokens}")
+    return batch
+
+
+def _limits(sllm: SentenceLLM, max_sentences: int | None, max_tokens: int | None) -> tuple[int, int]:
+    cap = sllm.max_positions
+    if max_sentences is None:
+        max_sentences = min(DEFAULT_MAX_SENTENCES, cap) if cap else DEFAULT_MAX_SENTENCES
+    if isinstance(max_sentences, bool) or not isinstance(max_sentences, int) or max_sentences < 1:
+        raise ValueError(f"max_sentences must be a positive int, got {max_sentences!r}")
+    if cap and max_sentences > cap:
+        raise ValueError(f"max_sentences={max_sentences} exceeds the backbone's {cap} positions")
+    vae_cap = sllm.vae.config.max_segment_tokens
+    if max_tokens is None:
+        max_tokens = min(64, vae_cap) if vae_cap else 64
+    if isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1:
+        raise ValueError(f"max_tokens_per_sentence must be a positive int, got {max_tokens!r}")
+    if vae_cap and max_tokens > vae_cap:
+        raise ValueError(f"max_tokens_per_sentence={max_tokens} exceeds the VAE's {vae_cap}-token segments")
+    return max_sentences, max_tokens
+
+
+def _steps(
+    sllm: SentenceLLM,
+    batch: Any,
+    *,
+    max_sentences: int,
+    max_new_sentences: int | None,
+    max_new_tokens: int | None,
+    max_tokens: int,
+    ignore_stop: bool,
+    sampling: dict[str, Any],
+) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """Yield (prefill hidden (B, d)) once, then per step (ids (B, T), mask (B, T), emitted (B,), h (B, d))."""
+    dev = sllm.device
+    with torch.inference_mode():
+        sm = batch.sentence_mask.to(dev).bool()
+        tm = batch.token_mask.to(dev).bool() & sm[..., None]
+        ids = batch.input_ids.to(dev)
+        B, S = sm.shape
+        vectors = sllm.encode_sentences(ids[sm], tm[sm])
+        x = vectors.new_zeros(B, S, vectors.shape[-1]).index_put((*sm.nonzero(as_tuple=True),), vectors)
+        hidden, cache = sllm.run_body(x, sm, sentence_positions(sm), sllm.adapter.new_cache(sllm.body), True)
+        last = (torch.arange(S, device=dev) * sm).argmax(1)  # each row's last real sentence
+        h_last = hidden[torch.arange(B, device=dev), last]
+        attn = sm
+        n_sent = sm.sum(1)
+        tokens_out = torch.zeros(B, dtype=torch.long, device=dev)
+        active = torch.ones(B, dtype=torch.bool, device=dev)
+    yield h_last
+
+    steps = max_sentences - int(n_sent.min())
+    if max_new_sentences is not None:
+        steps = min(steps, max_new_sentences)
+    pad_id = sllm.vae.config.pad_token_id
+    for _ in range(steps):
+        with torch.inference_mode():
+            if not ignore_stop:
+                active = active & (sllm.termination_head(h_last).argmax(-1) == 1)
+            active = active & (n_sent < max_sentences)
+            if max_new_tokens is not None:
+                active = active & (tokens_out < max_new_tokens)
+        if not bool(active.any()):
+            return
+        with torch.inference_mode():
+            new_ids, mask = sllm.vae.generate(sllm.proj_out(h_last), max_tokens, return_tensors=True, **sampling)
+            if new_ids.shape[1] == 0:  # every row ended at once: keep one (masked) column to encode
+                new_ids = F.pad(new_ids, (0, 1), value=pad_id)
+                mask = F.pad(mask, (0, 1), value=False)
+            mask = mask & active[:, None]
+            if max_new_tokens is not None:
+                mask = mask & (mask.long().cumsum(1) <= (max_new_tokens - tokens_out)[:, None])
+            emitted = mask.any(1)  # an empty sentence also ends its row
+            enc_mask = mask.clone()
+            enc_mask[:, 0] |= ~emitted  # finished rows encode one pad token, masked out below
+            x = sllm.encode_sentences(new_ids, enc_mask)[:, None]
+            attn = torch.cat([attn, emitted[:, None]], 1)
+            positions = n_sent.clamp_max(max_sentences - 1)[:, None]
+            hidden, cache = sllm.run_body(x, attn, positions, cache, True)
+            h_last = torch.where(emitted[:, None], hidden[:, 0], h_last)
+            n_sent = n_sent + emitted
+            tokens_out = tokens_out + mask.sum(1)
+            active = emitted
+        yield new_ids, mask, emitted, h_last
+
+
+def _setup(sllm, prompts, tokenizer, segmenter, max_sentences, max_tokens_per_sentence, sampling):
+    unknown = set(sampling) - set(SAMPLING_KEYS)
+    if unknown:
+        raise TypeError(f"unknown generation option(s) {sorted(unknown)}; sampling options are {list(SAMPLING_KEYS)}")
+    if sampling.get("return_tensors") is not None:
+        raise TypeError("return_tensors is set by SentenceLLM.generate itself")
+    max_sentences, max_tokens = _limits(sllm, max_sentences, max_tokens_per_sentence)
+    tokenizer = _tokenizer_for(sllm, tokenizer)
+    batch = _prompt_batch(sllm, prompts, tokenizer, segmenter, max_sentences, max_tokens)
+    return tokenizer, batch, max_sentences, max_tokens
+
+
+def generate(
+    sllm: SentenceLLM,
+    prompts: Any,
+    tokenizer: Any = None,
+    *,
+    max_sentences: int | None = None,
+    max_new_sentences: int | None = None,
+    max_new_tokens: int | None = None,
+    max_tokens_per_sentence: int | None = None,
+    ignore_stop: bool = False,
+    segmenter: Any = None,
+    return_dict: bool = False,
+    output_hidden_states: bool = False,
+    **sampling: Any,
+) -> list[str] | SentenceGenerationOutput:
+    """Continue a batch of prompts sentence by sentence.
+
+    ``prompts``: a str, a list of str (segmented with ``segmenter`` or a ``RegexSegmenter`` on
+    ``tokenizer``) or a `SegmentedBatch` (any per-row sentence padding, left or right).
+    Limits: ``max_sentences`` (prompt + new, default min(64, backbone positions)),
+    ``max_new_sentences``, ``max_new_tokens`` (per row, total; the last sentence is cut there),
+    ``max_tokens_per_sentence`` (VAE decode budget). A row stops when the termination head says
+    stop (unless ``ignore_stop=True``, for fixed-length benchmarks), at a limit, or when the VAE
+    decodes an empty sentence. ``sampling``: do_sample, temperature, top_k, top_p, use_cache,
+    ignore_eos, generator — forwarded to ``vae.generate``.
+
+    Returns the new text of each row (list[str]), or with ``return_dict=True`` a
+    `SentenceGenerationOutput` (token ids always; texts when a tokenizer is known).
+    """
+    tokenizer, batch, max_sentences, max_tokens = _setup(sllm, prompts, tokenizer, segmenter, max_sentences, max_tokens_per_sentence, sampling)
+    if not return_dict and tokenizer is None:
+        raise ValueError("no tokenizer to decode the output: pass tokenizer=... or return_dict=True for token ids")
+    steps = _steps(
+        sllm, batch, max_sentences=max_sentences, max_new_sentences=max_new_sentences,
+        max_new_tokens=max_new_tokens, max_tokens=max_tokens, ignore_stop=ignore_stop, sampling=sampling,
+    )
+    hiddens = [next(steps)]
+    ids_list, mask_list = [], []
+    for new_ids, mask, _, h in steps:
+        ids_list.append(new_ids)
+        mask_list.append(mask)
+        if output_hidden_states:
+            hiddens.append(h)
+    B = batch.sentence_mask.shape[0]
+    token_ids: list[list[list[int]]] = [[] for _ in range(B)]
+    if ids_list:
+        width = max(t.shape[1] for t in ids_list)
+        all_ids = torch.stack([F.pad(t, (0, width - t.shape[1])) for t in ids_list], 1).cpu()  # one transfer
+        all_mask = torch.stack([F.pad(m, (0, width - m.shape[1])) for m in mask_list], 1).cpu()
+        for b, (rows, masks) in enumerate(zip(all_ids.tolist(), all_mask.tolist())):
+            for row, m in zip(rows, masks):
+                n = sum(m)
+                if n:
+                    token_ids[b].append(row[:n])
+    segments = [[_decode(tokenizer, s) for s in rows] for rows in token_ids] if tokenizer is not None else None
+    texts = ["".join(rows) for rows in segments] if segments is not None else None
+    if not return_dict:
+        return texts  # type: ignore[return-value]
+    return SentenceGenerationOutput(
+        token_ids=token_ids,
+        segments=segments,
+        texts=texts,
+        num_new_tokens=[sum(len(s) for s in rows) for rows in token_ids],
+        num_new_sentences=[len(rows) for rows in token_ids],
+        hidden_states=torch.stack(hiddens, 1) if output_hidden_states else None,
+    )
+
+
+def stream(
+    sllm: SentenceLLM,
+    prompts: Any,
+    tokenizer: Any = None,
+    *,
+    max_sentences: int | None = None,
+    max_new_sentences: int | None = None,
+    max_new_tokens: int | None = None,
+    max_tokens_per_sentence: int | None = None,
+    ignore_stop: bool = False,
+    segmenter: Any = None,
+    **sampling: Any,
+) -> Iterator[list[Any]]:
+    """Like `generate`, but yield after every step: one entry per row, the new segment's text
+    (or its token ids without a tokenizer), None for rows that produced nothing this step."""
+    tokenizer, batch, max_sentences, max_tokens = _setup(sllm, prompts, tokenizer, segmenter, max_sentences, max_tokens_per_sentence, sampling)
+    steps = _steps(
+        sllm, batch, max_sentences=max_sentences, max_new_sentences=max_new_sentences,
+        max_new_tokens=max_new_tokens, max_tokens=max_tokens, ignore_stop=ignore_stop, sampling=sampling,
+    )
+
+    def run() -> Iterator[list[Any]]:
+        next(steps)
+        for new_ids, mask, emitted, _ in steps:
+            out: list[Any] = []
+            for row, m, e in zip(new_ids.cpu().tolist(), mask.cpu().tolist(), emitted.cpu().tolist()):
+                ids = row[: sum(m)]
+                out.append(None if not e else (_decode(tokenizer, ids) if tokenizer is not None else ids))
+            yield out
+
+    return run()

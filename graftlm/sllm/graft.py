@@ -1,0 +1,168 @@
+"""`graft(model, vae)`: strip a causal LM's embedding and LM head and wrap it into a SentenceLLM."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from torch import nn
+
+from graftlm.plugins import BackboneAdapter, find_adapter, is_grafted, mark_grafted
+from graftlm.sllm.model import SentenceLLM
+
+FREEZE_CHOICES = ("none", "vae", "backbone")
+
+
+def _freeze_set(freeze: str | Iterable[str]) -> set[str]:
+    parts = {freeze} if isinstance(freeze, str) else set(freeze)
+    unknown = parts - set(FREEZE_CHOICES)
+    if unknown:
+        raise ValueError(f"unknown freeze option(s) {sorted(unknown)}; use 'none', 'vae', 'backbone' or a list of them")
+    return parts - {"none"}
+
+
+def _check_vae(vae: Any) -> None:
+    for name in ("encode", "decode_loss", "generate", "hidden_size", "config", "parameters"):
+        if not hasattr(vae, name):
+            raise TypeError(f"vae must be a graftlm SentenceVAE (missing .{name}); got {type(vae).__name__}")
+
+
+def _tokenizer_size(tokenizer: Any) -> int:
+    try:
+        return len(tokenizer)
+    except TypeError:
+        return int(tokenizer.vocab_size)
+
+
+def _check_vocab(model: nn.Module, vae: Any, tokenizer: Any, own_vocab: bool) -> None:
+    vae_vocab = int(vae.config.vocab_size)
+    backbone_vocab = getattr(getattr(model, "config", None), "vocab_size", None)
+    if not own_vocab and backbone_vocab is not None and int(backbone_vocab) != vae_vocab:
+        raise ValueError(
+            f"vocabulary mismatch: the SentenceVAE has vocab_size={vae_vocab} but the backbone has "
+            f"{backbone_vocab}. Train the VAE with the backbone's tokenizer, or — if the VAE "
+            "deliberately uses its own tokenizer (e.g. ByteTokenizer) — pass own_vocab=True and "
+            "tokenizer=<that tokenizer>."
+        )
+    if tokenizer is not None:
+        size = _tokenizer_size(tokenizer)
+        # embedding tables are often padded (OPT: 50272 rows for 50265 tokens): only more is fatal
+        if size > vae_vocab:
+            raise ValueError(
+                f"vocabulary mismatch: the tokenizer has {size} tokens but the SentenceVAE only "
+                f"{vae_vocab}; use the tokenizer the VAE was trained with"
+            )
+
+
+def _apply_freezing(sllm: SentenceLLM, frozen: set[str], train_layers: int | None, lora: Any) -> None:
+    if "vae" in frozen:
+        sllm.vae.requires_grad_(False)
+    if "backbone" in frozen or lora is not None:
+        sllm.body.requires_grad_(False)
+    if train_layers is not None:
+        layers = sllm.adapter.layers(sllm.body)
+        k = min(train_layers, len(layers))
+        for i, layer in enumerate(layers):
+            if i < k or i >= len(layers) - k:
+                layer.requires_grad_(True)
+    if lora is not None:
+        for name, p in sllm.body.named_parameters():
+            if "lora_" in name:
+                p.requires_grad_(True)
+
+
+def _inject_lora(body: nn.Module, lora: Any) -> None:
+    try:
+        from peft import LoraConfig, inject_adapter_in_model
+    except ImportError as exc:  # pragma: no cover - peft is a dependency
+        raise ImportError("lora=... needs the `peft` package: pip install peft") from exc
+    if not isinstance(lora, LoraConfig):
+        raise TypeError(f"lora must be a peft.LoraConfig, got {type(lora).__name__}")
+    inject_adapter_in_model(lora, body)
+    if not any("lora_" in n for n, _ in body.named_parameters()):
+        raise ValueError(f"LoraConfig(target_modules={lora.target_modules!r}) matched no module of the backbone body")
+
+
+def graft(
+    model: nn.Module,
+    vae: Any,
+    *,
+    freeze: str | Iterable[str] = "none",
+    train_layers: int | None = None,
+    lora: Any = None,
+    termination_gamma: float = 2.0,
+    termination_weight: float = 1.0,
+    tokenizer: Any = None,
+    own_vocab: bool = False,
+    adapter: BackboneAdapter | None = None,
+) -> SentenceLLM:
+    """Graft ``vae`` onto the causal LM ``model`` (modified in place: its embedding and LM head go).
+
+    Options:
+        freeze: "none" (all trains), "vae", "backbone", or a list such as ["vae", "backbone"].
+        train_layers: with freeze including "backbone", keep the first and last k decoder layers
+            trainable (the authors' ``finetune_layers``).
+        lora: a ``peft.LoraConfig``; LoRA modules are injected into the body, whose other weights
+            freeze. Trainable then: LoRA + projections + termination head (+ the VAE unless frozen).
+        termination_gamma / termination_weight: focal γ of the termination loss and its weight.
+        tokenizer: stored for `generate`; checked to fit the VAE's vocabulary.
+        own_vocab: by default the VAE's vocab_size must equal the backbone's (they share a
+            tokenizer); True allows a VAE with its own tokenizer (the backbone never sees tokens).
+        adapter: bypass plugin discovery with an explicit adapter.
+
+    Raises ValueError for an already grafted model, an architecture no adapter handles, a vocab
+    mismatch, bad options; TypeError for a non-VAE or a bad ``lora``. All checks run before
+    ``model`` is modified.
+    """
+    if isinstance(model, SentenceLLM) or is_grafted(model):
+        raise ValueError("this model is already grafted (its embedding and LM head are gone); graft a fresh backbone")
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a transformers causal LM (nn.Module), got {type(model).__name__}")
+    _check_vae(vae)
+    frozen = _freeze_set(freeze)
+    if train_layers is not None:
+        if isinstance(train_layers, bool) or not isinstance(train_layers, int) or train_layers < 0:
+            raise ValueError(f"train_layers must be a non-negative int, got {train_layers!r}")
+        if "backbone" not in frozen and lora is None:
+            raise ValueError("train_layers=k only makes sense with freeze='backbone' (or lora=...): the rest of the body is frozen")
+    if lora is not None:
+        from peft import LoraConfig
+
+        if not isinstance(lora, LoraConfig):
+            raise TypeError(f"lora must be a peft.LoraConfig, got {type(lora).__name__}")
+    adapter = adapter if adapter is not None else find_adapter(model)
+    if not adapter.matches(model):
+        raise ValueError(f"adapter {adapter.name!r} does not match {type(model).__name__}")
+    _check_vocab(model, vae, tokenizer, own_vocab)
+
+    backbone_info = {
+        "adapter": adapter.name,
+        "model_class": type(model).__name__,
+        "reference": getattr(model, "_graftlm_source", None) or getattr(getattr(model, "config", None), "_name_or_path", "") or None,
+        "config": model.config.to_dict() if hasattr(getattr(model, "config", None), "to_dict") else None,
+    }
+    body = adapter.strip(model)
+    mark_grafted(model)
+    mark_grafted(body)
+    if lora is not None:
+        _inject_lora(body, lora)
+    options = {
+        "freeze": sorted(frozen),
+        "train_layers": train_layers,
+        "lora": lora.to_dict() if lora is not None else None,
+        "own_vocab": own_vocab,
+    }
+    sllm = SentenceLLM(
+        vae, body, adapter,
+        termination_gamma=termination_gamma,
+        termination_weight=termination_weight,
+        graft_options=options,
+        backbone_info=backbone_info,
+        tokenizer=tokenizer,
+    )
+    param = next(body.parameters())
+    sllm.to(device=param.device)
+    for module in (sllm.proj_in, sllm.proj_out, sllm.termination_head):
+        module.to(dtype=param.dtype)
+    _apply_freezing(sllm, frozen, train_layers, lora)
+    return sllm
