@@ -231,12 +231,14 @@ class Trainer:
                 last_loss = self._log(window, n_window, tokens_window, time.perf_counter() - t0, bar)
                 window, n_window, tokens_window, t0 = {}, 0, 0, time.perf_counter()
             bar.update(1)
+            paused = time.perf_counter()  # eval and checkpoint time do not count for tokens/s
             if self.step % cfg.eval_every == 0 and self.step < cfg.max_steps:
                 self.run_eval()
             if self.step % cfg.save_every == 0 or self.step == cfg.max_steps:
                 self.save()
             for cb in self.callbacks:
                 cb(self, self.step)
+            t0 += time.perf_counter() - paused
         bar.close()
         result = self.run_eval()
         if self.export_fn is not None and acc.is_main_process:

@@ -1,0 +1,146 @@
+"""Build the tokenizer and the model a recipe asks for (SentenceVAE or grafted SentenceLLM).
+
+Backbones: ``tiny-opt`` (a random 2-layer OPT the width of ``hidden_size``, for ``--smoke`` and
+tests), ``smollm2`` (the offline SmolLM2-135M, `graftlm.backbones.load_smollm2`), or any HF
+causal-LM name/path (``facebook/opt-125m``…; needs the hub or a local copy).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from graftlm.training.recipes import TrainConfig
+
+
+@dataclass
+class Built:
+    model: torch.nn.Module
+    tokenizer: Any
+    kind: str  # "svae" | "sllm"
+    segment_tokens: int  # token budget per segment for the data pipeline
+    pad_id: int
+    backbone_factory: Any = None  # () -> a fresh, un-grafted backbone (SLLM eval baseline)
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+def load_tokenizer(name: str) -> Any:
+    if name == "byte":
+        from graftlm.tokenization import ByteTokenizer
+
+        return ByteTokenizer()
+    if name == "smollm2":
+        return _smollm2()[1]
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(name)
+
+
+def _smollm2() -> tuple[torch.nn.Module, Any]:
+    from graftlm.backbones import load_smollm2
+
+    return load_smollm2()
+
+
+def special_ids(tokenizer: Any) -> tuple[int, int, int]:
+    """(pad, bos, eos) with fallbacks: eos for a missing bos, eos for a missing pad."""
+    eos = getattr(tokenizer, "eos_token_id", None)
+    if eos is None:
+        raise ValueError(f"tokenizer {type(tokenizer).__name__} has no eos_token_id; pick another tokenizer")
+    bos = getattr(tokenizer, "bos_token_id", None)
+    pad = getattr(tokenizer, "pad_token_id", None)
+    return (eos if pad is None else pad), (eos if bos is None else bos), eos
+
+
+def vae_config(cfg: TrainConfig, vocab_size: int, tokenizer: Any, *, hidden_size: int, num_heads: int,
+               embed_dim: int | None = None):
+    from graftlm.vae import SentenceVAEConfig
+
+    pad, bos, eos = special_ids(tokenizer)
+    common = dict(vocab_size=vocab_size, hidden_size=hidden_size, num_heads=num_heads, num_layers=cfg.num_layers,
+                  pad_token_id=pad, bos_token_id=bos, eos_token_id=eos, max_tokens=cfg.max_tokens)
+    if embed_dim is not None and embed_dim != hidden_size:
+        common["embed_dim"] = embed_dim
+    if cfg.vae_preset == "official":
+        return SentenceVAEConfig.official(dropout=cfg.dropout, **common)
+    if "embed_dim" in common:
+        common["tie_word_embeddings"] = False
+    return SentenceVAEConfig(dropout=cfg.dropout, **common)
+
+
+def _segment_budget(vae: Any, cfg: TrainConfig) -> int:
+    limit = vae.config.max_segment_tokens
+    return min(cfg.max_tokens, limit) if limit is not None else cfg.max_tokens
+
+
+def build_svae(cfg: TrainConfig) -> Built:
+    from graftlm.vae import SentenceVAE
+
+    tokenizer = load_tokenizer(cfg.tokenizer)
+    if cfg.vae_path:
+        vae = SentenceVAE.from_pretrained(cfg.vae_path)
+    else:
+        vae = SentenceVAE(vae_config(cfg, len(tokenizer), tokenizer, hidden_size=cfg.hidden_size,
+                                     num_heads=cfg.num_heads))
+    pad, _, _ = special_ids(tokenizer)
+    return Built(vae, tokenizer, "svae", _segment_budget(vae, cfg), pad,
+                 info={"parameters": sum(p.numel() for p in vae.parameters())})
+
+
+def tiny_opt(vocab_size: int, hidden_size: int, num_heads: int, tokenizer: Any, seed: int) -> torch.nn.Module:
+    """A random 2-layer OPT (the smoke backbone); same weights for the same seed."""
+    from transformers import OPTConfig, OPTForCausalLM
+
+    pad, bos, eos = special_ids(tokenizer)
+    config = OPTConfig(vocab_size=vocab_size, hidden_size=hidden_size, num_hidden_layers=2, ffn_dim=2 * hidden_size,
+                       num_attention_heads=num_heads, max_position_embeddings=256, word_embed_proj_dim=hidden_size,
+                       pad_token_id=pad, bos_token_id=bos, eos_token_id=eos, dropout=0.0, attention_dropout=0.0)
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        return OPTForCausalLM(config).eval()
+
+
+def build_sllm(cfg: TrainConfig) -> Built:
+    from graftlm.sllm import graft
+    from graftlm.vae import SentenceVAE
+
+    if cfg.backbone == "tiny-opt":
+        tokenizer = load_tokenizer(cfg.tokenizer)
+
+        def factory() -> torch.nn.Module:
+            return tiny_opt(len(tokenizer), cfg.hidden_size, cfg.num_heads, tokenizer, cfg.seed)
+    elif cfg.backbone == "smollm2":
+        backbone, tokenizer = _smollm2()
+
+        def factory() -> torch.nn.Module:
+            return _smollm2()[0]
+    else:
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(cfg.backbone)
+
+        def factory() -> torch.nn.Module:
+            return AutoModelForCausalLM.from_pretrained(cfg.backbone, torch_dtype=torch.float32)
+    if cfg.backbone != "smollm2":
+        backbone = factory()
+    emb = backbone.get_input_embeddings().weight
+    if cfg.vae_path:
+        vae = SentenceVAE.from_pretrained(cfg.vae_path)
+    else:
+        bc = backbone.config
+        vae = SentenceVAE(vae_config(cfg, emb.shape[0], tokenizer, hidden_size=bc.hidden_size,
+                                     num_heads=bc.num_attention_heads, embed_dim=emb.shape[1]))
+        if cfg.init_embeddings:
+            vae.init_embeddings_from(emb.detach().float())
+    sllm = graft(backbone, vae, freeze=cfg.freeze, train_layers=cfg.train_layers,
+                 termination_gamma=cfg.termination_gamma, tokenizer=tokenizer)
+    pad, _, _ = special_ids(tokenizer)
+    return Built(sllm, tokenizer, "sllm", _segment_budget(vae, cfg), pad, backbone_factory=factory,
+                 info={"parameters": sum(p.numel() for p in sllm.parameters()),
+                       "trainable": sum(p.numel() for p in sllm.parameters() if p.requires_grad)})
+
+
+def build(cfg: TrainConfig) -> Built:
+    return build_svae(cfg) if cfg.model == "svae" else build_sllm(cfg)

@@ -1,0 +1,104 @@
+"""Recipe → model, data, trainer, final evaluation: what ``graftlm train`` runs.
+
+Library use::
+
+    from graftlm.training import load_recipe, train
+    result = train(load_recipe("svae-768-h1", ["data_path=/data/wanjuan"]))
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+import torch
+
+from graftlm.training.batching import ExampleStream, TrainBatches, heldout_examples, train_loader
+from graftlm.training.evaluate import backbone_ppl, evaluate_sllm, evaluate_svae, reconstruction_table
+from graftlm.training.models import Built, build
+from graftlm.training.recipes import TrainConfig
+from graftlm.training.trainer import Trainer, TrainResult
+
+
+def example_stream(cfg: TrainConfig, built: Built) -> ExampleStream:
+    return ExampleStream(built.kind, built.tokenizer, max_tokens=built.segment_tokens, max_sentences=cfg.max_sentences)
+
+
+def batch_factory(cfg: TrainConfig, built: Built) -> Callable[[int, int, int], Iterable[dict[str, torch.Tensor]]]:
+    examples = example_stream(cfg, built)
+
+    def make(start: int, rank: int, world: int):
+        ds = TrainBatches(cfg.data_path, examples, batch_size=cfg.batch_size, pad_id=built.pad_id,
+                          data_format=cfg.data_format, text_field=cfg.text_field,
+                          heldout_fraction=cfg.heldout_fraction, seed=cfg.seed, shuffle_buffer=cfg.shuffle_buffer,
+                          bucket_pool=cfg.bucket_pool, rank=rank, world_size=world, start=start)
+        return train_loader(ds, num_workers=cfg.num_workers, prefetch_factor=cfg.prefetch_factor)
+
+    return make
+
+
+def heldout(cfg: TrainConfig, built: Built, limit: int | None = None) -> list[Any]:
+    return heldout_examples(cfg.data_path, example_stream(cfg, built), limit=limit or cfg.eval_size,
+                            data_format=cfg.data_format, text_field=cfg.text_field,
+                            heldout_fraction=cfg.heldout_fraction, seed=cfg.seed)
+
+
+def evaluate(cfg: TrainConfig, built: Built, model: torch.nn.Module, examples: list[Any], *,
+             full: bool, baseline: bool = False, num_examples: int = 12) -> dict[str, Any]:
+    """SVAE or SLLM metrics on ``examples``; ``full`` adds the reconstruction table / baseline."""
+    eval_batch = max(1, min(cfg.batch_size, 64))
+    if built.kind == "svae":
+        return evaluate_svae(model, examples, pad_id=built.pad_id, batch_size=eval_batch,
+                             tokenizer=built.tokenizer if full else None, num_examples=num_examples if full else 0)
+    result: dict[str, Any] = evaluate_sllm(model, examples, pad_id=built.pad_id, batch_size=eval_batch)
+    if baseline and built.backbone_factory is not None:
+        backbone = built.backbone_factory().to(next(model.parameters()).device)
+        result.update(backbone_ppl(backbone, examples, batch_size=eval_batch))
+        del backbone
+    return result
+
+
+def write_eval(run_dir: Path, result: dict[str, Any]) -> None:
+    (run_dir / "eval.json").write_text(json.dumps(result, indent=1))
+    lines = [f"# Evaluation of {run_dir}", ""]
+    lines += [f"- {k}: {v:.4f}" if isinstance(v, float) else f"- {k}: {v}" for k, v in result.items() if k != "examples"]
+    if result.get("examples"):
+        lines += ["", reconstruction_table(result["examples"])]
+    (run_dir / "eval.md").write_text("\n".join(lines) + "\n")
+
+
+def export(built: Built) -> Callable[[torch.nn.Module, Path], None]:
+    def save(model: torch.nn.Module, folder: Path) -> None:
+        try:
+            model.save_pretrained(folder)
+        except Exception as err:  # the checkpoint still holds the weights
+            warnings.warn(f"could not export the final model to {folder}: {err}; "
+                          "use the checkpoint under checkpoints/ instead", stacklevel=2)
+    return save
+
+
+def train(cfg: TrainConfig, *, resume: bool = False, callbacks: Iterable[Any] = ()) -> TrainResult:
+    """Build everything from ``cfg``, train, evaluate the EMA weights on ``eval_size`` held-out
+    examples (written to ``RUN_DIR/eval.json`` and ``eval.md``), return the result."""
+    torch.manual_seed(cfg.seed)
+    built = build(cfg)
+    cache: dict[str, list[Any]] = {}
+
+    def periodic(model: torch.nn.Module) -> dict[str, Any]:
+        if "subset" not in cache:
+            cache["subset"] = heldout(cfg, built, limit=cfg.eval_batches * max(1, min(cfg.batch_size, 64)))
+        return evaluate(cfg, built, model, cache["subset"], full=False)
+
+    trainer = Trainer(built.model, cfg, batch_factory(cfg, built), evaluate=periodic, export=export(built),
+                      callbacks=callbacks)
+    result = trainer.fit(resume=resume)
+    if trainer.accelerator.is_main_process:
+        with trainer.ema_weights() as model, torch.no_grad():
+            final = evaluate(cfg, built, model, heldout(cfg, built), full=True, baseline=True)
+        trainer.metrics.enabled and trainer.metrics.log("eval_final", result.step,
+                                                        {k: v for k, v in final.items() if k != "examples"})
+        write_eval(trainer.run_dir, final)
+        result.eval = final
+    return result
