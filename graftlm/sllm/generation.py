@@ -44,7 +44,7 @@ def _decode(tokenizer: Any, ids: list[int]) -> str:
         return tokenizer.decode(ids)
 
 
-def _prompt_batch(sllm: SentenceLLM, prompts: Any, tokenizer: Any, segmenter: Any, max_sentences: int, max_tokens: int):
+def _prompt_batch(sllm: SentenceLLM, prompts: Any, tokenizer: Any, segmenter: Any, max_sentences: int):
     from graftlm.segmenter import RegexSegmenter, SegmentedBatch, segment_and_tokenize
 
     if isinstance(prompts, SegmentedBatch):
@@ -62,7 +62,8 @@ def _prompt_batch(sllm: SentenceLLM, prompts: Any, tokenizer: Any, segmenter: An
                 raise ValueError(f"prompt {i} is empty; a sentence-level LLM continues at least one sentence")
         if tokenizer is None:
             raise ValueError("text prompts need a tokenizer: pass tokenizer=... (or graft(..., tokenizer=...))")
-        segmenter = segmenter if segmenter is not None else RegexSegmenter(max_tokens=max_tokens, tokenizer=tokenizer)
+        if segmenter is None:  # prompt segments may be as long as the VAE encodes (64 with RoPE)
+            segmenter = RegexSegmenter(max_tokens=sllm.vae.config.max_segment_tokens or 64, tokenizer=tokenizer)
         batch = segment_and_tokenize(prompts, tokenizer, segmenter, pad_token_id=sllm.vae.config.pad_token_id)
     counts = batch.sentence_mask.bool().sum(1)
     if bool((counts == 0).any()):
@@ -72,8 +73,6 @@ def _prompt_batch(sllm: SentenceLLM, prompts: Any, tokenizer: Any, segmenter: An
             f"a prompt has {int(counts.max())} sentences, more than max_sentences={max_sentences}; "
             "shorten the prompt or raise max_sentences (it counts prompt + new sentences)"
         )
-    if batch.input_ids.shape[-1] > max_tokens:
-        raise ValueError(f"a prompt sentence has {batch.input_ids.shape[-1]} tokens, more than max_tokens_per_sentence={max_tokens}")
     return batch
 
 
@@ -167,7 +166,7 @@ def _setup(sllm, prompts, tokenizer, segmenter, max_sentences, max_tokens_per_se
         raise TypeError("return_tensors is set by SentenceLLM.generate itself")
     max_sentences, max_tokens = _limits(sllm, max_sentences, max_tokens_per_sentence)
     tokenizer = _tokenizer_for(sllm, tokenizer)
-    batch = _prompt_batch(sllm, prompts, tokenizer, segmenter, max_sentences, max_tokens)
+    batch = _prompt_batch(sllm, prompts, tokenizer, segmenter, max_sentences)
     return tokenizer, batch, max_sentences, max_tokens
 
 
