@@ -193,6 +193,19 @@ def _packaged(name: str) -> Iterator[str]:
     yield from text.english_paragraphs(source=name)
 
 
+def check_source(source: Any, data_format: str = "auto") -> None:
+    """Fail fast (before a model is built) on a missing or empty ``data_path``."""
+    if source is None:
+        raise ValueError("no data: set data_path in the recipe (or --set data_path=PATH)")
+    if isinstance(source, (str, os.PathLike)) and not str(source).startswith("packaged:"):
+        path = Path(source)
+        if data_format == "hf" or (data_format == "auto" and _is_hf_dir(path)):
+            if not path.exists():
+                raise ValueError(f"data path {str(path)!r} does not exist")
+            return
+        corpus_files(path, data_format)
+
+
 def is_heldout(document: str, fraction: float, seed: int) -> bool:
     """Deterministic split by a keyed hash of the text: same text, same side, on every machine,
     whatever the order or sharding; duplicates never straddle the split."""

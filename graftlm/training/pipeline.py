@@ -16,6 +16,7 @@ from typing import Any, Callable, Iterable
 import torch
 
 from graftlm.training.batching import ExampleStream, TrainBatches, heldout_examples, train_loader
+from graftlm.training.data import check_source
 from graftlm.training.evaluate import backbone_ppl, evaluate_sllm, evaluate_svae, reconstruction_table
 from graftlm.training.models import Built, build
 from graftlm.training.recipes import TrainConfig
@@ -72,7 +73,13 @@ def write_eval(run_dir: Path, result: dict[str, Any]) -> None:
 def export(built: Built) -> Callable[[torch.nn.Module, Path], None]:
     def save(model: torch.nn.Module, folder: Path) -> None:
         try:
-            model.save_pretrained(folder)
+            if built.kind == "sllm":
+                try:  # small: only the trained body weights, the backbone by its hub name / path
+                    model.save_pretrained(folder, save_backbone="reference")
+                except ValueError:  # a backbone with no source (tiny-opt, GGUF): write every weight
+                    model.save_pretrained(folder, save_backbone="weights")
+            else:
+                model.save_pretrained(folder)
         except Exception as err:  # the checkpoint still holds the weights
             warnings.warn(f"could not export the final model to {folder}: {err}; "
                           "use the checkpoint under checkpoints/ instead", stacklevel=2)
@@ -82,6 +89,7 @@ def export(built: Built) -> Callable[[torch.nn.Module, Path], None]:
 def train(cfg: TrainConfig, *, resume: bool = False, callbacks: Iterable[Any] = ()) -> TrainResult:
     """Build everything from ``cfg``, train, evaluate the EMA weights on ``eval_size`` held-out
     examples (written to ``RUN_DIR/eval.json`` and ``eval.md``), return the result."""
+    check_source(cfg.data_path, cfg.data_format)
     torch.manual_seed(cfg.seed)
     built = build(cfg)
     cache: dict[str, list[Any]] = {}
