@@ -39,6 +39,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="fixed SLLM sentence length (default: the measured mean segment length, rounded)")
     p.add_argument("--methods", nargs="+", default=["hf_generate", "lean_loop", "sllm"],
                    choices=["hf_generate", "lean_loop", "sllm"])
+    p.add_argument("--long-backbones", nargs="*", default=["opt-125m"], choices=list(BACKBONES),
+                   help="backbones for the long-context part (default: opt-125m; smollm2-135m needs a 34K-token document)")
     p.add_argument("--kv-tokens", nargs="+", type=int, default=[1024, 4096, 16384])
     p.add_argument("--threads", type=int, default=2, help="torch threads (default: 2)")
     p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
@@ -116,13 +118,14 @@ def run(args: argparse.Namespace) -> int:
             results["kv"] += suite.kv_rows(bb, context_tokens=tuple(args.kv_tokens), sllm=sllm, log=log)
             del sllm
             save()
-        if "long" in args.parts and name in ("opt-125m", "smollm2-135m"):
+        if "long" in args.parts and name in args.long_backbones:
             from graftlm.bench.long_context import long_context_rows
 
-            results["long_context"] += long_context_rows(bb, sentence_len=sentence_len, log=log)
+            results["long_context"] += long_context_rows(bb, log=log)
             save()
         del bb
         gc.collect()
+    results["machine"]["load_after"] = report.load_average()
     if not torch.cuda.is_available():
         results["notes"].append("No CUDA device: the CUDA paths (xformers vs SDPA, bf16) were not run.")
     save()

@@ -11,6 +11,16 @@ from typing import Any
 import torch
 
 
+def load_average() -> list[float] | None:
+    """1/5/15-minute load averages (how busy the shared machine was), None where unsupported."""
+    import os
+
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except (OSError, AttributeError):
+        return None
+
+
 def machine_info() -> dict[str, Any]:
     """CPU/GPU, threads and library versions: what the timings depend on."""
     import transformers
@@ -37,6 +47,7 @@ def machine_info() -> dict[str, Any]:
         "torch_threads": torch.get_num_threads(), "python": platform.python_version(),
         "torch": torch.__version__, "transformers": transformers.__version__,
         "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        "load_before": load_average(),
     }
     return info
 
@@ -94,7 +105,8 @@ def write_markdown(results: dict[str, Any], path: str | Path) -> str:
     parts = ["# graftlm benchmark results", "",
              f"Machine: {m.get('cpu')} · {m.get('logical_cores')} logical cores · {m.get('memory_gb')} GB · "
              f"torch {m.get('torch')} ({m.get('torch_threads')} threads) · transformers {m.get('transformers')} · "
-             f"CUDA: {m.get('cuda') or 'none'} · {m.get('date')}", ""]
+             f"CUDA: {m.get('cuda') or 'none'} · {m.get('date')} · load average before/after "
+             f"{m.get('load_before')} / {m.get('load_after')}", ""]
     if results.get("settings"):
         parts += ["Settings: " + ", ".join(f"{k}={v}" for k, v in results["settings"].items()), ""]
     if results.get("segments"):

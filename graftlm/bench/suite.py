@@ -9,6 +9,7 @@ ratio``.
 from __future__ import annotations
 
 import gc
+import statistics
 from typing import Any, Callable
 
 import torch
@@ -22,7 +23,7 @@ from graftlm.bench.throughput import (
     lean_loop_runner,
     prompt_batch,
     sllm_runner,
-    time_runner,
+    time_interleaved,
 )
 
 Log = Callable[[str], None]
@@ -49,18 +50,25 @@ def vae_config(backbone: Backbone, layers: int):
                                       pad_token_id=pad, bos_token_id=bos, eos_token_id=eos)
 
 
-def build_sllm(backbone: Backbone, layers: int, *, seed: int = 0) -> Any:
-    """Graft a random official-size H``layers`` SentenceVAE onto a *copy* of ``backbone``'s model
-    (grafting strips the model in place; the original stays usable for the baselines)."""
+def shared_copy(model: torch.nn.Module) -> torch.nn.Module:
+    """A structural copy of ``model`` whose parameters and buffers are the *same tensors*: grafting
+    the copy strips only the copy's modules, the original stays intact, and no weight is duplicated."""
     import copy
 
+    memo: dict[int, Any] = {id(t): t for t in (*model.parameters(), *model.buffers())}
+    return copy.deepcopy(model, memo)
+
+
+def build_sllm(backbone: Backbone, layers: int, *, seed: int = 0) -> Any:
+    """Graft a random official-size H``layers`` SentenceVAE onto a weight-sharing copy of
+    ``backbone``'s model (eval mode); the backbone itself stays usable for the baselines."""
     from graftlm.sllm.graft import graft
     from graftlm.vae import SentenceVAE
 
     torch.manual_seed(seed)
     param = next(backbone.model.parameters())
     vae = SentenceVAE(vae_config(backbone, layers)).to(device=param.device, dtype=param.dtype).eval()
-    return graft(copy.deepcopy(backbone.model), vae, tokenizer=backbone.tokenizer).eval()
+    return graft(shared_copy(backbone.model), vae).eval()
 
 
 def default_segmenter(tokenizer: Any, min_tokens: int | None = None, max_tokens: int = 64) -> Any:
@@ -94,49 +102,59 @@ def throughput_rows(backbone: Backbone, *, batches: tuple[int, ...], new_tokens:
                     vae_layers: tuple[int, ...] = (1, 2, 4), repeats: int = 3, prompt_tokens: int = 64,
                     methods: tuple[str, ...] = ("hf_generate", "lean_loop", "sllm"),
                     log: Log = print) -> list[dict[str, Any]]:
-    """Time every method at every batch size on ``backbone``, exactly ``new_tokens`` per prompt."""
+    """Time every method at every batch size on ``backbone``, exactly ``new_tokens`` per prompt.
+
+    Methods are timed in interleaved rounds (every method once per round, order rotated), so a
+    load change on a shared machine hits all of them alike; the speed-up vs the lean loop is the
+    median of the per-round ratios.
+    """
     tok = backbone.tokenizer
     _, ids = text_with_tokens(tok, max(batches) * prompt_tokens)
+    sllms = {h: build_sllm(backbone, h) for h in vae_layers} if "sllm" in methods else {}
     rows: list[dict[str, Any]] = []
-    lean: dict[int, float] = {}
-
-    warm_tokens = min(new_tokens, 2 * sentence_len)
-
-    def add(method: str, batch: int, make, extra: dict[str, Any] | None = None) -> None:
-        t = time_runner(make(new_tokens), repeats=repeats, warmup=1, warmup_run=make(warm_tokens))
-        row = dict(backbone=backbone.name, batch=batch, method=method, new_tokens=new_tokens,
-                   tokens_per_s=t.tokens_per_s, seconds=t.seconds, spread=t.spread)
-        if method == "lean_loop":
-            lean[batch] = t.tokens_per_s
-        elif batch in lean:
-            row["speedup"] = t.tokens_per_s / lean[batch]
-        row.update(extra or {})
-        if "mac_bound" in row and "speedup" in row:
-            row["of_bound"] = row["speedup"] / row["mac_bound"]
-        rows.append(row)
-        log(f"  {backbone.name} b={batch} {method}: {t.tokens_per_s:.2f} tok/s "
-            f"(runs {', '.join(f'{s:.2f}' for s in t.seconds)} s)" +
-            (f" ×{row['speedup']:.2f} lean, bound ×{row['mac_bound']:.2f}" if "mac_bound" in row and "speedup" in row else ""))
-
     for b in batches:
         x = prompt_batch(ids, b, prompt_tokens)
+        makers: dict[str, Callable[[int], Any]] = {}
+        extra: dict[str, dict[str, Any]] = {}
         if "lean_loop" in methods:
-            add("lean_loop", b, lambda n: lean_loop_runner(backbone.model, x, n))
+            makers["lean_loop"] = lambda n, x=x: lean_loop_runner(backbone.model, x, n)
         if "hf_generate" in methods:
-            add("hf_generate", b, lambda n: hf_generate_runner(backbone.model, x, n))
-    if "sllm" in methods:
-        for h in vae_layers:
-            sllm = build_sllm(backbone, h)
+            makers["hf_generate"] = lambda n, x=x: hf_generate_runner(backbone.model, x, n)
+        for h, sllm in sllms.items():
+            prompts = prompt_segments(tok, x, sllm.vae.config, sentence_len)
+            makers[f"sllm-H{h}"] = lambda n, s=sllm, p=prompts: sllm_runner(s, p, n, sentence_len)
             bound = mac_bound(backbone.config, vae_config(backbone, h), sentence_len,
                               prompt_tokens=prompt_tokens, new_tokens=new_tokens)
-            for b in batches:
-                x = prompt_batch(ids, b, prompt_tokens)
-                prompts = tok.batch_decode(x.tolist())
-                add(f"sllm-H{h}", b, lambda n: sllm_runner(sllm, prompts, tok, n, sentence_len),
-                    dict(mac_bound=bound.ratio, sentence_len=sentence_len))
-            del sllm
-            gc.collect()
+            extra[f"sllm-H{h}"] = dict(mac_bound=bound.ratio, sentence_len=sentence_len)
+        timings = time_interleaved({m: (mk(new_tokens), mk(min(new_tokens, 2 * sentence_len)))
+                                    for m, mk in makers.items()}, repeats=repeats)
+        for m, t in timings.items():
+            row = dict(backbone=backbone.name, batch=b, method=m, new_tokens=new_tokens,
+                       tokens_per_s=t.tokens_per_s, seconds=t.seconds, cpu_seconds=t.cpu_seconds, spread=t.spread)
+            if m != "lean_loop" and "lean_loop" in timings:
+                ratios = [lt / st for lt, st in zip(timings["lean_loop"].seconds, t.seconds)]
+                row["speedup"] = statistics.median(ratios)
+                row["speedup_runs"] = ratios
+            row.update(extra.get(m, {}))
+            if "mac_bound" in row and "speedup" in row:
+                row["of_bound"] = row["speedup"] / row["mac_bound"]
+            rows.append(row)
+            log(f"  {backbone.name} b={b} {m}: {t.tokens_per_s:.2f} tok/s "
+                f"(runs {', '.join(f'{s:.2f}' for s in t.seconds)} s)" +
+                (f" ×{row['speedup']:.2f} lean" if "speedup" in row else "") +
+                (f", MAC bound ×{row['mac_bound']:.2f}" if "mac_bound" in row else ""))
     return rows
+
+
+def prompt_segments(tokenizer: Any, input_ids: torch.Tensor, vae_cfg: Any, max_tokens: int) -> Any:
+    """The same prompts as the baselines' ``input_ids`` (B, P), as a `SegmentedBatch` whose
+    segments have at most ``max_tokens`` tokens (generation refuses prompt sentences longer than
+    its per-sentence decode budget)."""
+    from graftlm.segmenter import segment_and_tokenize
+
+    texts = tokenizer.batch_decode(input_ids.tolist())
+    seg = default_segmenter(tokenizer, None, max_tokens=min(max_tokens, vae_cfg.max_segment_tokens or 64))
+    return segment_and_tokenize(texts, tokenizer, seg, pad_token_id=vae_cfg.pad_token_id)
 
 
 def kv_rows(backbone: Backbone, *, context_tokens: tuple[int, ...] = (1024, 4096, 16384),

@@ -23,6 +23,7 @@ class Timing:
 
     tokens: int
     seconds: list[float] = field(default_factory=list)
+    cpu_seconds: list[float] = field(default_factory=list)  # process CPU time (all threads)
 
     @property
     def median(self) -> float:
@@ -47,12 +48,35 @@ def time_runner(run: Runner, *, repeats: int = 3, warmup: int = 1, warmup_run: R
         (warmup_run or run)()
     timing = Timing(tokens=0)
     for _ in range(repeats):
-        t0 = time.perf_counter()
-        n = run()
-        _sync()
-        timing.seconds.append(time.perf_counter() - t0)
-        timing.tokens = n
+        _timed_call(run, timing)
     return timing
+
+
+def _timed_call(run: Runner, timing: Timing) -> None:
+    c0, t0 = time.process_time(), time.perf_counter()
+    n = run()
+    _sync()
+    timing.seconds.append(time.perf_counter() - t0)
+    timing.cpu_seconds.append(time.process_time() - c0)
+    timing.tokens = n
+
+
+def time_interleaved(runners: dict[str, tuple[Runner, Runner | None]], *, repeats: int = 3) -> dict[str, Timing]:
+    """Time several runners in rounds: each round calls every runner once, the order rotated
+    round to round, so slow drifts of a shared machine's load affect them alike. ``runners`` maps
+    a name to (timed runner, warm-up runner or None); each is warmed up once first."""
+    if repeats < 1:
+        raise ValueError(f"repeats must be >= 1, got {repeats}")
+    names = list(runners)
+    for name in names:
+        run, warm = runners[name]
+        (warm or run)()
+    out = {name: Timing(tokens=0) for name in names}
+    for r in range(repeats):
+        k = r % len(names) if names else 0
+        for name in names[k:] + names[:k]:
+            _timed_call(runners[name][0], out[name])
+    return out
 
 
 def _sync() -> None:
@@ -115,46 +139,24 @@ def lean_loop_runner(model: torch.nn.Module, input_ids: torch.Tensor, new_tokens
     return run
 
 
-def sllm_runner(sllm: Any, prompts: list[str], tokenizer: Any, new_tokens: int, sentence_len: int) -> Runner:
+def sllm_runner(sllm: Any, batch: Any, new_tokens: int, sentence_len: int) -> Runner:
     """The grafted SentenceLLM in fixed-length mode: stop head and eos ignored, so each prompt gets
-    exactly ``new_tokens`` tokens in sentences of ``sentence_len`` tokens (the last one cut)."""
-    if new_tokens % sentence_len:
-        # not an error: the last sentence is cut at the token budget, which the SLLM must honour
-        pass
-    max_sentences = -(-new_tokens // sentence_len)
+    exactly ``new_tokens`` tokens in sentences of ``sentence_len`` tokens (the last one cut).
+
+    ``batch`` is the prompts' `SegmentedBatch` (segmenting and tokenizing the prompt is setup, as
+    for the baselines, which get token ids); no tokenizer is passed, so nothing is detokenized.
+    """
+    n_prompt = int(batch.sentence_mask.sum(1).max())
+    max_sentences = n_prompt + -(-new_tokens // sentence_len)
 
     @torch.inference_mode()
     def run() -> int:
-        out = sllm.generate(prompts, tokenizer, max_sentences=max_sentences, max_new_tokens=new_tokens,
-                            max_tokens_per_sentence=sentence_len, ignore_stop=True, do_sample=False)
-        return _count_tokens(out, tokenizer, len(prompts), new_tokens)
+        out = sllm.generate(batch, None, max_sentences=max_sentences, max_new_tokens=new_tokens,
+                            max_tokens_per_sentence=sentence_len, ignore_stop=True, ignore_eos=True,
+                            do_sample=False, return_dict=True)
+        counts = list(out.num_new_tokens)
+        if any(c != new_tokens for c in counts):
+            raise RuntimeError(f"SLLM generate gave {counts} output tokens per prompt, expected {new_tokens} each")
+        return sum(counts)
 
     return run
-
-
-def _count_tokens(out: Any, tokenizer: Any, batch: int, expected: int) -> int:
-    """Total output tokens of an SLLM ``generate`` result; checks each row got ``expected``."""
-    counts = _row_token_counts(out, tokenizer)
-    if counts is None:
-        return batch * expected
-    if len(counts) != batch or any(c != expected for c in counts):
-        raise RuntimeError(f"SLLM generate gave {counts} output tokens per prompt, expected {expected} each")
-    return sum(counts)
-
-
-def _row_token_counts(out: Any, tokenizer: Any) -> list[int] | None:
-    if isinstance(out, torch.Tensor):
-        return [int(out.shape[-1])] * int(out.shape[0])
-    if isinstance(out, (list, tuple)) and out:
-        first = out[0]
-        if isinstance(first, str):  # decoded text: re-tokenizing is not exact, trust the budget
-            return None
-        if isinstance(first, (list, tuple)) and first and isinstance(first[0], int):
-            return [len(r) for r in out]
-        if isinstance(first, (list, tuple)) and (not first or isinstance(first[0], (list, tuple))):
-            return [sum(len(s) for s in r) for r in out]  # per row: list of sentences of ids
-    for attr in ("token_counts", "num_tokens"):
-        if hasattr(out, attr):
-            v = getattr(out, attr)
-            return [int(x) for x in (v.tolist() if isinstance(v, torch.Tensor) else v)]
-    return None
