@@ -43,13 +43,16 @@ def load_smollm2() -> tuple[Any, Any]:
             if hasattr(config, "quantization_config"):
                 del config.quantization_config
             _cache["config"] = config
-            _cache["state"] = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            # tied: lm_head.weight IS embed_tokens.weight; keep one copy, re-tied on load
+            _cache["state"] = {k: v.detach().clone() for k, v in model.state_dict().items() if k != "lm_head.weight"}
             _cache["tokenizer"] = AutoTokenizer.from_pretrained(str(folder), gguf_file=SMOLLM2_GGUF)
             del model
         config, state, tokenizer = _cache["config"], _cache["state"], _cache["tokenizer"]
     config._attn_implementation = "sdpa"
     model = LlamaForCausalLM(config)
-    model.load_state_dict(state, strict=False)
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if unexpected or set(missing) - {"lm_head.weight"}:
+        raise RuntimeError(f"SmolLM2 weights do not fit LlamaForCausalLM: missing {missing}, unexpected {unexpected}")
     model.tie_weights()
     model.eval()
     model._graftlm_source = SMOLLM2_SOURCE  # type: ignore[attr-defined]

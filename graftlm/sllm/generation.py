@@ -262,10 +262,12 @@ def stream(
     def run() -> Iterator[list[Any]]:
         next(steps)
         for new_ids, mask, emitted, _ in steps:
+            lengths = mask.sum(1)
+            host = torch.cat([new_ids, lengths[:, None]], 1).cpu().tolist()  # one transfer per step
             out: list[Any] = []
-            for row, m, e in zip(new_ids.cpu().tolist(), mask.cpu().tolist(), emitted.cpu().tolist()):
-                ids = row[: sum(m)]
-                out.append(None if not e else (_decode(tokenizer, ids) if tokenizer is not None else ids))
+            for *row, n in host:
+                ids = row[:n]
+                out.append(None if not n else (_decode(tokenizer, ids) if tokenizer is not None else ids))
             yield out
 
     return run()
