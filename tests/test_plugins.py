@@ -128,3 +128,25 @@ def test_plugin_returning_a_non_adapter_is_rejected():
 def test_adapter_interface_is_abstract():
     with pytest.raises(TypeError):
         BackboneAdapter()  # type: ignore[abstract]
+
+
+class _MyLlamaPlugin:
+    @graftlm.hookimpl
+    def graftlm_adapters(self):
+        from graftlm_adapters.llama import LlamaAdapter
+
+        class MyLlama(LlamaAdapter):
+            name = "my-llama"
+
+        return [MyLlama]
+
+
+def test_third_party_adapter_takes_precedence_over_builtin():
+    plugin = _MyLlamaPlugin()
+    plugins.register(plugin)
+    try:
+        assert find_adapter(tiny_llama()).name == "my-llama"
+        assert find_adapter(tiny_opt()).name == "opt"
+    finally:
+        plugins.unregister(plugin)
+    assert find_adapter(tiny_llama()).name == "llama"

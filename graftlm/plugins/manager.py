@@ -79,8 +79,7 @@ def list_adapters() -> list[AdapterEntry]:
             return list(_adapters)
         dists = {id(plugin): dist for plugin, dist in pm.list_plugin_distinfo()}
         entries: list[AdapterEntry] = []
-        # hookimpls come last-registered first; reverse so built-ins are listed (and tried) first
-        for impl in reversed(pm.hook.graftlm_adapters.get_hookimpls()):
+        for impl in pm.hook.graftlm_adapters.get_hookimpls():  # registration order
             module = getattr(impl.plugin, "__name__", type(impl.plugin).__module__)
             dist = dists.get(id(impl.plugin))
             if dist is not None:
@@ -102,7 +101,8 @@ def describe_model(model: Any) -> str:
 
 
 def find_adapter(model: nn.Module) -> BackboneAdapter:
-    """The adapter for ``model``: a plugin's ``graftlm_select_adapter`` answer, else the first match.
+    """The adapter for ``model``: a plugin's ``graftlm_select_adapter`` answer, else the first
+    adapter whose ``matches(model)`` is true, third-party adapters before graftlm's built-in ones.
 
     Raises ValueError listing the registered adapters when none can graft ``model``.
     """
@@ -111,9 +111,11 @@ def find_adapter(model: nn.Module) -> BackboneAdapter:
     chosen = get_plugin_manager().hook.graftlm_select_adapter(model=model, adapters=adapters)
     if chosen is not None:
         return _as_adapter(chosen, "graftlm_select_adapter")
-    for adapter in adapters:
-        if adapter.matches(model):
-            return adapter
+    # an installed adapter that claims the same architecture as a built-in one takes precedence
+    ordered = sorted(entries, key=lambda e: e.source.startswith(f"{hookspecs.PROJECT_NAME} "))
+    for entry in ordered:
+        if entry.adapter.matches(model):
+            return entry.adapter
     known = ", ".join(f"{e.adapter.name or type(e.adapter).__name__} {list(e.adapter.model_types)}" for e in entries)
     raise ValueError(
         f"no graftlm adapter can graft {describe_model(model)}. Registered adapters: "
