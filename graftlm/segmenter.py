@@ -168,7 +168,8 @@ class RegexSegmenter:
         """
         if end >= len(text) or text[end - 1].isspace():
             return end
-        for i in range(end - 2, start + (end - start) // 2 - 2, -1):
+        lowest = max(start, start + (end - start) // 2 - 1)  # the piece keeps at least half its length
+        for i in range(end - 2, lowest - 1, -1):
             if text[i].isspace():
                 # A prefix of a fitting piece nearly always fits; BPE makes it "nearly", so check.
                 return i + 1 if self._fits(text[start : i + 1]) else end
