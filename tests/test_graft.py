@@ -189,3 +189,13 @@ def test_non_vae_is_refused():
 
 def test_graft_is_exported_lazily():
     assert graftlm.graft is graft
+
+
+def test_body_in_bfloat16_with_float32_vae():
+    sllm = graft(tiny_llama(hidden=48).to(torch.bfloat16), tiny_vae(hidden=32), tokenizer=ByteTokenizer())
+    assert sllm.proj_in.weight.dtype == torch.bfloat16 and next(sllm.vae.parameters()).dtype == torch.float32
+    out = sllm(**paragraphs_batch(TEXTS).as_model_inputs())
+    out.loss.backward()
+    assert torch.isfinite(out.loss)
+    texts = sllm.eval().generate(TEXTS, max_new_sentences=1, ignore_stop=True, ignore_eos=True, max_tokens_per_sentence=3)
+    assert len(texts) == 3

@@ -137,7 +137,7 @@ def _steps(
         if not bool(active.any()):
             return
         with torch.inference_mode():
-            new_ids, mask = sllm.vae.generate(sllm.proj_out(h_last), max_tokens, return_tensors=True, **sampling)
+            new_ids, mask = sllm.vae.generate(sllm.sentence_vectors(h_last), max_tokens, return_tensors=True, **sampling)
             if new_ids.shape[1] == 0:  # every row ended at once: keep one (masked) column to encode
                 new_ids = F.pad(new_ids, (0, 1), value=pad_id)
                 mask = F.pad(mask, (0, 1), value=False)

@@ -92,8 +92,14 @@ class SentenceLLM(nn.Module):
         return [*self.proj_in.parameters(), *self.proj_out.parameters(), *self.termination_head.parameters()]
 
     def encode_sentences(self, input_ids: torch.Tensor, token_mask: torch.Tensor) -> torch.Tensor:
-        """(N, T) ids + bool mask → (N, d) body inputs (VAE encoder, then ``proj_in``)."""
-        return self.proj_in(self.vae.encode(input_ids, token_mask))
+        """(N, T) ids + bool mask → (N, d) body inputs (VAE encoder, then ``proj_in``), in the
+        body's dtype (the VAE and the body may run in different dtypes)."""
+        vectors = self.vae.encode(input_ids, token_mask)
+        return self.proj_in(vectors.to(self.termination_head.weight.dtype))
+
+    def sentence_vectors(self, hidden: torch.Tensor) -> torch.Tensor:
+        """(..., d) body outputs → (..., h) vectors for the VAE decoder (``proj_out``), in its dtype."""
+        return self.proj_out(hidden).to(next(self.vae.parameters()).dtype)
 
     def run_body(
         self,
@@ -151,7 +157,7 @@ class SentenceLLM(nn.Module):
         target_mask = torch.zeros(B, S, T + 1, dtype=torch.bool, device=hidden.device)
         pair = sm[:, :-1] & sm[:, 1:]  # (B, S-1): position s has a next sentence
         if bool(pair.any()):
-            source = self.proj_out(hidden[:, :-1][pair])  # (M, h)
+            source = self.sentence_vectors(hidden[:, :-1][pair])  # (M, h)
             # each target row uses its OWN token mask (the authors paired it with sentence s's)
             dec = self.vae.decode_loss(source, input_ids[:, 1:][pair], tm[:, 1:][pair])
             idx = pair.nonzero(as_tuple=True)
