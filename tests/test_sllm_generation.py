@@ -133,6 +133,8 @@ def test_seeded_sampling_is_reproducible():
         ("A cat.", dict(max_sentences=1000), ValueError, "exceeds the backbone"),
         ("A cat.", dict(beam_width=3), TypeError, "unknown generation option"),
         ("A cat.", dict(max_tokens_per_sentence=0), ValueError, "max_tokens_per_sentence"),
+        ("A cat.", dict(max_new_tokens=0), ValueError, "max_new_tokens"),
+        ("A cat.", dict(max_new_sentences=-1), ValueError, "max_new_sentences"),
     ],
 )
 def test_bad_prompts_and_options(prompts, kwargs, error, match):

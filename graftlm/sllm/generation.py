@@ -158,13 +158,16 @@ def _steps(
         yield new_ids, mask, emitted, h_last
 
 
-def _setup(sllm, prompts, tokenizer, segmenter, max_sentences, max_tokens_per_sentence, sampling):
+def _setup(sllm, prompts, tokenizer, segmenter, max_sentences, max_tokens_per_sentence, max_new_sentences, max_new_tokens, sampling):
     unknown = set(sampling) - set(SAMPLING_KEYS)
     if unknown:
         raise TypeError(f"unknown generation option(s) {sorted(unknown)}; sampling options are {list(SAMPLING_KEYS)}")
     if sampling.get("return_tensors") is not None:
         raise TypeError("return_tensors is set by SentenceLLM.generate itself")
     max_sentences, max_tokens = _limits(sllm, max_sentences, max_tokens_per_sentence)
+    for name, value in (("max_new_sentences", max_new_sentences), ("max_new_tokens", max_new_tokens)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise ValueError(f"{name} must be a positive int or None, got {value!r}")
     tokenizer = _tokenizer_for(sllm, tokenizer)
     batch = _prompt_batch(sllm, prompts, tokenizer, segmenter, max_sentences)
     return tokenizer, batch, max_sentences, max_tokens
@@ -199,7 +202,9 @@ def generate(
     Returns the new text of each row (list[str]), or with ``return_dict=True`` a
     `SentenceGenerationOutput` (token ids always; texts when a tokenizer is known).
     """
-    tokenizer, batch, max_sentences, max_tokens = _setup(sllm, prompts, tokenizer, segmenter, max_sentences, max_tokens_per_sentence, sampling)
+    tokenizer, batch, max_sentences, max_tokens = _setup(
+        sllm, prompts, tokenizer, segmenter, max_sentences, max_tokens_per_sentence, max_new_sentences, max_new_tokens, sampling
+    )
     if not return_dict and tokenizer is None:
         raise ValueError("no tokenizer to decode the output: pass tokenizer=... or return_dict=True for token ids")
     steps = _steps(
@@ -253,7 +258,9 @@ def stream(
 ) -> Iterator[list[Any]]:
     """Like `generate`, but yield after every step: one entry per row, the new segment's text
     (or its token ids without a tokenizer), None for rows that produced nothing this step."""
-    tokenizer, batch, max_sentences, max_tokens = _setup(sllm, prompts, tokenizer, segmenter, max_sentences, max_tokens_per_sentence, sampling)
+    tokenizer, batch, max_sentences, max_tokens = _setup(
+        sllm, prompts, tokenizer, segmenter, max_sentences, max_tokens_per_sentence, max_new_sentences, max_new_tokens, sampling
+    )
     steps = _steps(
         sllm, batch, max_sentences=max_sentences, max_new_sentences=max_new_sentences,
         max_new_tokens=max_new_tokens, max_tokens=max_tokens, ignore_stop=ignore_stop, sampling=sampling,
