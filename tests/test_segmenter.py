@@ -348,7 +348,7 @@ def test_missing_pad_id_is_an_error(gpt2_tokenizer):
         segment_and_tokenize(["Hi."], gpt2_tokenizer)
 
 
-def test_zero_token_segment_is_named(byte_tokenizer):
+def test_zero_token_segment_is_named():
     with pytest.raises(ValueError, match="'   '"):
         segment_and_tokenize(["   "], WordTokenizer(), pad_token_id=0)
 
