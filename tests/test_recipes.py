@@ -86,3 +86,12 @@ def test_smoke_run_of_every_recipe(name, tmp_path):
     assert result.eval[key] > 1.0
     if cfg.model == "sllm":
         assert result.eval["backbone_ppl"] > 1.0
+
+
+def test_packaged_recipe_copies_match_the_repository_recipes():
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    repo = {p.name: p.read_text() for p in (root / "recipes").glob("*.yaml")}
+    packaged = {p.name: p.read_text() for p in (root / "graftlm" / "recipes").glob("*.yaml")}
+    assert packaged == repo, "run: cp recipes/*.yaml graftlm/recipes/"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 
@@ -12,7 +13,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override one recipe key (repeatable), e.g. --set data_path=/data/wanjuan")
     parser.add_argument("--smoke", action="store_true",
-                        help="tiny model, 3 steps, packaged text: checks that the recipe runs end to end")
+                        help="tiny model, 3 steps, packaged text: checks that the recipe runs end to end "
+                        "(--set values still apply on top)")
     parser.add_argument("--resume", action="store_true", help="continue from the run folder's last complete checkpoint")
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (CPU runs)")
 
@@ -21,17 +23,17 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from graftlm.training.pipeline import train
-    from graftlm.training.recipes import load_recipe, smoke_config
+    from graftlm.training.recipes import load_recipe, parse_overrides, smoke_config
     from graftlm.training.trainer import TrainingDiverged
 
     if args.threads:
         torch.set_num_threads(args.threads)
     try:
         cfg = load_recipe(args.recipe, args.overrides)
-        if args.smoke:
+        if args.smoke:  # tiny sizes first, then the user's --set values win again
             cfg = smoke_config(cfg)
-            if not any(o.startswith("output_dir=") for o in args.overrides):
-                cfg.output_dir = "runs/smoke-{name}"
+            cfg.output_dir = "runs/smoke-{name}"
+            cfg = dataclasses.replace(cfg, **parse_overrides(args.overrides)).validate()
         result = train(cfg, resume=args.resume)
     except TrainingDiverged as err:
         print(f"error: training diverged: {err}", file=sys.stderr)

@@ -1,0 +1,73 @@
+"""`graftlm train / eval / plot` end to end on a smoke run, and the CLI's error paths."""
+
+import json
+
+import pytest
+import torch
+
+from graftlm.cli import main
+
+
+@pytest.fixture(autouse=True)
+def fresh_accelerate_state():
+    from accelerate.state import AcceleratorState
+
+    torch.set_num_threads(1)
+    AcceleratorState._reset_state(True)
+    yield
+    AcceleratorState._reset_state(True)
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory):
+    from accelerate.state import AcceleratorState
+
+    AcceleratorState._reset_state(True)
+    out = tmp_path_factory.mktemp("runs")
+    assert main(["train", "svae-768-h1", "--smoke", "--set", f"output_dir={out}/{{name}}", "--set", "max_steps=4",
+                 "--set", "save_every=2", "--set", "eval_every=2"]) == 0
+    return out / "svae-768-h1"
+
+
+def test_train_writes_metrics_checkpoints_eval_and_final_model(smoke_run):
+    records = [json.loads(line) for line in (smoke_run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records if r["kind"] == "train"] == [1, 2, 3, 4]
+    assert all({"loss", "lr", "tokens_per_s"} <= r.keys() for r in records if r["kind"] == "train")
+    assert any(r["kind"] == "eval" for r in records)
+    assert (smoke_run / "eval.json").is_file() and (smoke_run / "final").is_dir()
+    assert (smoke_run / "checkpoints" / "step-00000004").is_dir()
+
+
+def test_plot_writes_a_png(smoke_run, capsys):
+    assert main(["plot", str(smoke_run)]) == 0
+    png = smoke_run / "loss.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_eval_reloads_the_run_and_prints_a_reconstruction_table(smoke_run, capsys):
+    assert main(["eval", str(smoke_run), "--set", "eval_size=6", "--examples", "3"]) == 0
+    out = capsys.readouterr().out
+    assert '"exact_match"' in out and "| input segment | reconstruction | exact |" in out
+    result = json.loads((smoke_run / "eval.json").read_text())
+    assert result["segments"] == 6 and result["weights"] == "ema"
+
+
+def test_resume_of_a_finished_run_keeps_its_step(smoke_run, capsys):
+    assert main(["train", str(smoke_run / "recipe.yaml"), "--resume", "--set", "max_steps=4"]) == 0
+    assert json.loads(capsys.readouterr().out)["step"] == 4
+
+
+def test_missing_data_path_exits_2_with_a_message(tmp_path, capsys):
+    code = main(["train", "svae-768-h1", "--set", f"data_path={tmp_path}/none.jsonl", "--set", f"output_dir={tmp_path}/r"])
+    assert code == 2
+    assert "does not exist" in capsys.readouterr().err
+
+
+def test_misspelled_set_key_exits_2_naming_close_matches(capsys):
+    assert main(["train", "svae-768-h1", "--smoke", "--set", "max_step=3"]) == 2
+    assert "did you mean 'max_steps'" in capsys.readouterr().err
+
+
+def test_plot_of_a_folder_without_metrics_is_an_error(tmp_path, capsys):
+    assert main(["plot", str(tmp_path)]) == 2
+    assert "metrics.jsonl" in capsys.readouterr().err
