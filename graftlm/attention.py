@@ -15,6 +15,7 @@ A query row whose keys are all masked returns zeros, never NaN.
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib
 import math
 from typing import Iterator
@@ -50,8 +51,10 @@ def attention_backend(name: str) -> Iterator[None]:
         set_attention_backend(previous)
 
 
+@functools.lru_cache(maxsize=1)
 def _xformers_ops():
-    """xformers.ops if it imports and offers memory_efficient_attention, else None."""
+    """xformers.ops if it imports and offers memory_efficient_attention, else None (cached: a
+    failing import is not cached by Python and would cost a sys.path scan per call)."""
     try:
         ops = importlib.import_module("xformers.ops")
     except Exception:  # ImportError, or a broken install raising anything at import time

@@ -59,7 +59,7 @@ def next_tokens(
 def generate(
     model: "SentenceVAE",
     sentence_vectors: torch.Tensor,
-    max_new_tokens: int = 64,
+    max_new_tokens: int | None = None,
     *,
     do_sample: bool = False,
     temperature: float = 1.0,
@@ -72,14 +72,17 @@ def generate(
 ):
     """Expand (B, h) sentence vectors into token ids, all rows at once.
 
-    Each row stops at its own eos (finished rows are fed padding until every row is done or
-    ``max_new_tokens`` is reached). ``ignore_eos=True`` forbids eos, so every row gets exactly
+    ``max_new_tokens`` None = ``config.max_tokens`` (64 in both presets). Each row stops at its
+    own eos (finished rows are fed padding until every row is done or ``max_new_tokens`` is
+    reached). ``ignore_eos=True`` forbids eos, so every row gets exactly
     ``max_new_tokens`` tokens (fixed-length benchmarks). ``use_cache=False`` recomputes the whole
     prefix every step (same tokens, slower). Returns one list of ids per row without bos/eos, or
     with ``return_tensors=True`` ``(ids (B, T) long, mask (B, T) bool)``, right-padded with the
     pad id, ready for ``encode``.
     """
     c = model.config
+    if max_new_tokens is None:
+        max_new_tokens = c.max_tokens
     if not isinstance(max_new_tokens, int) or max_new_tokens < 1:
         raise ValueError(f"max_new_tokens must be a positive int, got {max_new_tokens!r}")
     if c.position == "sinusoidal" and max_new_tokens > c.max_tokens:

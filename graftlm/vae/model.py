@@ -263,8 +263,10 @@ class SentenceVAE(nn.Module):
         return SentenceVAEOutput(out.loss, out.logits, out.token_logprobs, out.target_mask, vectors)
 
     # ---------------------------------------------------------------- generation
-    def generate(self, sentence_vectors: torch.Tensor, max_new_tokens: int = 64, **kwargs):
-        """Decode (B, h) vectors; see ``graftlm.vae.generation.generate`` for the options."""
+    def generate(self, sentence_vectors: torch.Tensor, max_new_tokens: int | None = None, **kwargs):
+        """Decode (B, h) vectors → one id list per row (no bos/eos), or ``(ids, mask)`` with
+        ``return_tensors=True``. Options (``do_sample``, ``temperature``, ``top_k``, ``top_p``,
+        ``use_cache``, ``ignore_eos``, ``generator``): ``graftlm.vae.generation.generate``."""
         from graftlm.vae.generation import generate
 
         return generate(self, self._check_vectors(sentence_vectors), max_new_tokens, **kwargs)
