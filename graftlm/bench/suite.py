@@ -152,7 +152,7 @@ def prompt_segments(tokenizer: Any, input_ids: torch.Tensor, vae_cfg: Any, max_t
     its per-sentence decode budget)."""
     from graftlm.segmenter import segment_and_tokenize
 
-    texts = tokenizer.batch_decode(input_ids.tolist())
+    texts = [tokenizer.decode(row) for row in input_ids.tolist()]
     seg = default_segmenter(tokenizer, None, max_tokens=min(max_tokens, vae_cfg.max_segment_tokens or 64))
     return segment_and_tokenize(texts, tokenizer, seg, pad_token_id=vae_cfg.pad_token_id)
 

@@ -111,30 +111,36 @@ def hf_generate_runner(model: torch.nn.Module, input_ids: torch.Tensor, new_toke
     return run
 
 
-def lean_loop_runner(model: torch.nn.Module, input_ids: torch.Tensor, new_tokens: int) -> Runner:
-    """Prefill, then one cached forward per token; argmax stays on the device, no host sync.
+@torch.inference_mode()
+def lean_generate(model: torch.nn.Module, input_ids: torch.Tensor, new_tokens: int) -> torch.Tensor:
+    """Greedy decoding the lean way: prefill, then one cached forward per token; the argmax stays
+    on the device and nothing is copied to the host inside the loop.
 
-    The honest algorithmic baseline: nothing but the model's own work (every step still pays the
-    full LM head for the one new position).
+    ``input_ids`` (B, P) long, no padding → (B, new_tokens) long.
     """
     from transformers import DynamicCache
 
-    bsz, plen = input_ids.shape
-
-    @torch.inference_mode()
-    def run() -> int:
-        cache = DynamicCache()
-        out = torch.empty(bsz, new_tokens, dtype=torch.long, device=input_ids.device)
-        logits = model(input_ids=input_ids, past_key_values=cache, use_cache=True,
-                       logits_to_keep=1).logits
+    if new_tokens < 1:
+        raise ValueError(f"new_tokens must be >= 1, got {new_tokens}")
+    cache = DynamicCache()
+    out = torch.empty(input_ids.shape[0], new_tokens, dtype=torch.long, device=input_ids.device)
+    logits = model(input_ids=input_ids, past_key_values=cache, use_cache=True, logits_to_keep=1).logits
+    nxt = logits[:, -1].argmax(-1, keepdim=True)
+    for i in range(new_tokens):
+        out[:, i : i + 1] = nxt
+        if i + 1 == new_tokens:
+            break
+        logits = model(input_ids=nxt, past_key_values=cache, use_cache=True).logits
         nxt = logits[:, -1].argmax(-1, keepdim=True)
-        for i in range(new_tokens):
-            out[:, i : i + 1] = nxt
-            if i + 1 == new_tokens:
-                break
-            logits = model(input_ids=nxt, past_key_values=cache, use_cache=True).logits
-            nxt = logits[:, -1].argmax(-1, keepdim=True)
-        return bsz * new_tokens
+    return out
+
+
+def lean_loop_runner(model: torch.nn.Module, input_ids: torch.Tensor, new_tokens: int) -> Runner:
+    """`lean_generate` as a runner: the honest algorithmic baseline (only the model's own work;
+    every step still pays the full LM head for its one new position)."""
+
+    def run() -> int:
+        return lean_generate(model, input_ids, new_tokens).numel()
 
     return run
 

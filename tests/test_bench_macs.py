@@ -1,0 +1,71 @@
+"""The MAC-count model of graftlm.bench.macs, checked against real modules' weight counts."""
+
+import pytest
+import torch
+from transformers import LlamaConfig, LlamaForCausalLM, OPTConfig, OPTForCausalLM
+
+from graftlm.bench.macs import BackboneShape, VAEShape, mac_bound
+from graftlm.vae import SentenceVAEConfig
+
+
+def _opt(**kw):
+    base = dict(vocab_size=40, hidden_size=16, num_hidden_layers=2, ffn_dim=32, num_attention_heads=2,
+                max_position_embeddings=32, word_embed_proj_dim=16)
+    base.update(kw)
+    return OPTConfig(**base)
+
+
+def _matrix_numel(module: torch.nn.Module) -> int:
+    return sum(p.numel() for n, p in module.named_parameters() if p.dim() == 2)
+
+
+def test_opt_layer_macs_equal_layer_weight_count():
+    cfg = _opt()
+    model = OPTForCausalLM(cfg)
+    assert BackboneShape.from_config(cfg).layer_macs(context=0) == _matrix_numel(model.model.decoder.layers)
+
+
+def test_llama_gqa_layer_macs_equal_layer_weight_count():
+    cfg = LlamaConfig(vocab_size=40, hidden_size=16, intermediate_size=24, num_hidden_layers=2,
+                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=32)
+    model = LlamaForCausalLM(cfg)
+    assert BackboneShape.from_config(cfg).layer_macs(context=0) == _matrix_numel(model.model.layers)
+
+
+def test_opt_head_macs_include_narrow_embedding_projection():
+    cfg = _opt(hidden_size=16, word_embed_proj_dim=8)
+    model = OPTForCausalLM(cfg)
+    expected = model.lm_head.weight.numel() + model.model.decoder.project_out.weight.numel()
+    assert BackboneShape.from_config(cfg).head_macs() == expected
+
+
+def test_attention_macs_grow_linearly_with_context():
+    shape = BackboneShape.from_config(_opt())
+    step = shape.layer_macs(11) - shape.layer_macs(10)
+    assert step == 2 * shape.layers * shape.hidden
+
+
+def test_encoder_macs_match_formula_on_tiny_config():
+    vae = VAEShape.from_config(SentenceVAEConfig.official(vocab_size=40, hidden_size=8, num_heads=2, num_layers=2))
+    h, f, L = 8, 16, 3
+    assert vae.encoder_macs(L) == L * 2 * (4 * h * h + 2 * h * f + 2 * h * L)
+
+
+def test_bound_is_ratio_of_per_token_costs():
+    cfg = _opt()
+    vcfg = SentenceVAEConfig.official(vocab_size=40, hidden_size=16, num_heads=2, num_layers=1)
+    b = mac_bound(cfg, vcfg, sentence_len=4)
+    assert b.ratio == pytest.approx(b.backbone_per_token / sum(b.sllm_parts.values()))
+
+
+def test_longer_sentences_raise_the_bound():
+    cfg = OPTConfig(vocab_size=1000, hidden_size=64, num_hidden_layers=8, ffn_dim=256, num_attention_heads=4,
+                    word_embed_proj_dim=64)
+    vcfg = SentenceVAEConfig.official(vocab_size=1000, hidden_size=64, num_heads=4, num_layers=1)
+    assert mac_bound(cfg, vcfg, 16).ratio > mac_bound(cfg, vcfg, 4).ratio
+
+
+def test_sentence_len_must_be_positive():
+    vcfg = SentenceVAEConfig.official(vocab_size=40, hidden_size=16, num_heads=2, num_layers=1)
+    with pytest.raises(ValueError, match="sentence_len"):
+        mac_bound(_opt(), vcfg, 0)
