@@ -83,8 +83,9 @@ def throughput_table(rows: list[dict[str, Any]]) -> str:
 def kv_table(rows: list[dict[str, Any]]) -> str:
     header = ["backbone", "side", "segmenter", "context tokens", "cache positions", "tokens/position",
               "KV KB/token", "vs backbone"]
-    body = [[r["backbone"], r["side"], r.get("segmenter", "–"), r["tokens"], r["positions"],
-             r["tokens"] / r["positions"] if r["positions"] else None, r["bytes_per_token"] / 1024,
+    body = [[r["backbone"], r["side"], r.get("segmenter", "–"), r["tokens"], r.get("positions") or r.get("note", "–"),
+             r["tokens"] / r["positions"] if r.get("positions") else None,
+             r["bytes_per_token"] / 1024 if r.get("bytes_per_token") is not None else None,
              f"{100 * r['ratio']:.1f}%" if r.get("ratio") is not None else "–"] for r in rows]
     return _table(header, body)
 
@@ -161,7 +162,7 @@ def write_charts(results: dict[str, Any], out_dir: str | Path) -> list[Path]:
         fig.savefig(path, dpi=110)
         plt.close(fig)
         written.append(path)
-    kv = results.get("kv") or []
+    kv = [r for r in results.get("kv") or [] if r.get("bytes_per_token") is not None]
     if kv:
         fig, ax = plt.subplots(figsize=(8, 4.5))
         labels = [f"{r['backbone']}\n{r['side']} {r.get('segmenter', '')}\n{r['tokens']}" for r in kv]

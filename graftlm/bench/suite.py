@@ -181,7 +181,13 @@ def kv_rows(backbone: Backbone, *, context_tokens: tuple[int, ...] = (1024, 4096
             continue
         for mt in segmenters:
             seg = default_segmenter(tok, mt, max_tokens=sllm.vae.config.max_segment_tokens or 64)
-            cache, positions = sllm_prefill_cache(sllm, text, tok, seg)
+            try:
+                cache, positions = sllm_prefill_cache(sllm, text, tok, seg)
+            except ValueError as err:  # more sentences than the body has positions
+                rows.append(dict(backbone=backbone.name, side="sllm", segmenter=_seg_label(mt), tokens=n,
+                                 positions=None, bytes=None, bytes_per_token=None, ratio=None, note=str(err)))
+                log(f"  {backbone.name} sllm {_seg_label(mt)} {n} tokens: {err}")
+                continue
             nbytes = kv_cache_bytes(cache)
             del cache
             rows.append(dict(backbone=backbone.name, side="sllm", segmenter=_seg_label(mt), tokens=n,
