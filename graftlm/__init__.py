@@ -18,6 +18,7 @@ _EXPORTS = {
     "RegexSegmenter": "graftlm.segmenter",
     "SegmentedBatch": "graftlm.segmenter",
     "segment_and_tokenize": "graftlm.segmenter",
+    "split_paragraph": "graftlm.segmenter",
     "ByteTokenizer": "graftlm.tokenization",
     "SentenceVAE": "graftlm.vae",
     "SentenceVAEConfig": "graftlm.vae",
