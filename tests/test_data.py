@@ -136,3 +136,23 @@ def test_segments_never_exceed_the_token_budget():
     stream = _stream(max_tokens=10)
     long_doc = "x" * 95 + ", tail."
     assert all(len(e) <= 10 for e in stream.examples(long_doc))
+
+
+def test_two_workers_give_a_fixed_order_and_resume_at_the_same_position():
+    from graftlm.training.batching import train_loader
+
+    def load(start, n):
+        ds = TrainBatches(PARAS, _stream(), batch_size=4, pad_id=0, shuffle_buffer=8, bucket_pool=2, start=start)
+        it = iter(train_loader(ds, num_workers=2, prefetch_factor=2))
+        return [next(it)["input_ids"] for _ in range(n)]
+
+    full = load(0, 6)
+    again = load(0, 6)
+    resumed = load(3, 3)
+    assert all(torch.equal(a, b) for a, b in zip(full, again))
+    assert all(torch.equal(a, b) for a, b in zip(full[3:], resumed))
+
+
+def test_sllm_corpus_of_single_sentence_paragraphs_is_an_error_not_a_hang():
+    with pytest.raises(ValueError, match="at least 2 segments"):
+        _batches(["One sentence only."] * 5, 1, examples=_stream("sllm"))

@@ -21,8 +21,9 @@ robin, so global index ``g`` belongs to worker ``g % N``.
 
 from __future__ import annotations
 
+import itertools
 import random
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
@@ -119,7 +120,7 @@ class TrainBatches(IterableDataset):
         self.max_epochs = max_epochs
         self.stats = CorpusStats()
 
-    def _documents(self, worker: int, workers: int) -> Iterator[str]:
+    def _documents(self, worker: int, workers: int) -> Iterator[tuple[int, str]]:
         epoch = 0
         while self.max_epochs is None or epoch < self.max_epochs:
             rng = random.Random(f"{self.seed}-{epoch}-{worker}")
@@ -134,12 +135,13 @@ class TrainBatches(IterableDataset):
                     continue
                 buffer.append(doc)
                 if len(buffer) >= self.shuffle_buffer:
-                    yield buffer.pop(rng.randrange(len(buffer)))
+                    yield epoch, buffer.pop(rng.randrange(len(buffer)))
             if seen == 0:
                 raise ValueError(f"the corpus {self.source!r} has no training documents "
                                  f"(empty, or all held out with heldout_fraction={self.heldout_fraction})")
             rng.shuffle(buffer)
-            yield from buffer
+            for doc in buffer:
+                yield epoch, doc
             epoch += 1
 
     def _global_batches(self, worker: int, workers: int) -> Iterator[list[Any]]:
@@ -148,8 +150,14 @@ class TrainBatches(IterableDataset):
         rng = random.Random(f"{self.seed}-batches-{worker}")
         pool: list[Any] = []
         produced = 0
-        for doc in self._documents(worker, workers):
-            pool.extend(self.examples.examples(doc))
+        n_examples = 0
+        for epoch, doc in self._documents(worker, workers):
+            if epoch > 0 and n_examples == 0:  # a whole pass gave nothing: never loop forever
+                raise ValueError(f"the corpus {self.source!r} yielded no {self.examples.kind} training examples"
+                                 + (" (SLLM windows need at least 2 segments)" if self.examples.kind == "sllm" else ""))
+            new = self.examples.examples(doc)
+            n_examples += len(new)
+            pool.extend(new)
             if len(pool) >= pool_size:
                 pool.sort(key=_length)
                 n_full = len(pool) // size
@@ -177,16 +185,29 @@ class TrainBatches(IterableDataset):
             yield collate(batch[lo:hi], self.pad_id)
 
 
-def train_loader(dataset: TrainBatches, *, num_workers: int = 0, prefetch_factor: int = 2) -> DataLoader:
+def train_loader(dataset: TrainBatches, *, num_workers: int = 0, prefetch_factor: int = 2) -> Iterable[dict[str, torch.Tensor]]:
     """A DataLoader that just runs ``dataset`` (already batched) in ``num_workers`` workers.
 
-    It gets its own seeded generator: a DataLoader otherwise draws its workers' base seed from
-    the global torch RNG, which would shift dropout after a resume."""
+    The DataLoader always takes its first batch from worker 0, so a start position that is not a
+    multiple of the worker count is rounded down for the workers and the few extra batches are
+    dropped here. The loader gets its own seeded generator: otherwise it draws its workers' base
+    seed from the global torch RNG, which would shift dropout after a resume."""
+    extra = dataset.start % max(1, num_workers)
+    dataset.start -= extra
     kwargs: dict[str, Any] = {"batch_size": None, "num_workers": num_workers,
                               "generator": torch.Generator().manual_seed(dataset.seed)}
     if num_workers > 0:
         kwargs.update(prefetch_factor=prefetch_factor, persistent_workers=False)
-    return DataLoader(dataset, **kwargs)
+    loader = DataLoader(dataset, **kwargs)
+    return _Skip(loader, extra) if extra else loader
+
+
+class _Skip:
+    def __init__(self, loader: DataLoader, n: int) -> None:
+        self.loader, self.n = loader, n
+
+    def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
+        return itertools.islice(iter(self.loader), self.n, None)
 
 
 def heldout_examples(source: Any, examples: ExampleStream, *, limit: int, data_format: str = "auto",
