@@ -46,9 +46,18 @@ def test_attention_macs_grow_linearly_with_context():
 
 
 def test_encoder_macs_match_formula_on_tiny_config():
-    vae = VAEShape.from_config(SentenceVAEConfig.official(vocab_size=40, hidden_size=8, num_heads=2, num_layers=2))
+    vae = VAEShape.from_config(SentenceVAEConfig.official(vocab_size=40, hidden_size=8, num_heads=2, num_layers=2,
+                                                          encoder_bos=False))
     h, f, L = 8, 16, 3
     assert vae.encoder_macs(L) == L * 2 * (4 * h * h + 2 * h * f + 2 * h * L)
+
+
+def test_encoder_bos_adds_one_position():
+    cfg = SentenceVAEConfig.official(vocab_size=40, hidden_size=8, num_heads=2, num_layers=2)
+    with_bos = VAEShape.from_config(cfg)
+    without = VAEShape.from_config(SentenceVAEConfig.official(vocab_size=40, hidden_size=8, num_heads=2,
+                                                              num_layers=2, encoder_bos=False))
+    assert with_bos.encoder_macs(3) == without.encoder_macs(4)
 
 
 def test_bound_is_ratio_of_per_token_costs():

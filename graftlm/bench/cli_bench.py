@@ -27,8 +27,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--parts", nargs="+", default=list(PARTS), choices=list(PARTS), help="what to measure")
     p.add_argument("--batches", nargs="+", type=int, default=[1, 8], help="batch sizes (default: 1 8)")
     p.add_argument("--batch32", action="store_true",
-                   help="also batch 32 (with --batch32-tokens output tokens; slow on a CPU)")
+                   help="also batch 32 (with --batch32-tokens output tokens, one timed run; slow on a CPU)")
     p.add_argument("--batch32-tokens", type=int, default=64)
+    p.add_argument("--batch-tokens", nargs="*", default=[], metavar="BATCH=N",
+                   help="fewer output tokens at some batch sizes, e.g. 8=64 (default: --new-tokens everywhere)")
     p.add_argument("--new-tokens", type=int, default=256, help="output tokens per prompt (fixed)")
     p.add_argument("--tokens-for", nargs="*", default=["opt-1.3b=64"], metavar="BACKBONE=N",
                    help="fewer output tokens for slow backbones (default: opt-1.3b=64); pass nothing to disable")
@@ -59,6 +61,16 @@ def _parse_tokens_for(items: list[str]) -> dict[str, int]:
     return out
 
 
+def _parse_batch_tokens(items: list[str]) -> dict[int, int]:
+    out = {}
+    for item in items or []:
+        b, sep, n = item.partition("=")
+        if not sep or not b.isdigit() or not n.isdigit() or int(n) < 1:
+            raise ValueError(f"--batch-tokens expects BATCH=N with positive integers, got {item!r}")
+        out[int(b)] = int(n)
+    return out
+
+
 def run(args: argparse.Namespace) -> int:
     torch.set_num_threads(args.threads)
     if args.device.startswith("cuda") and not torch.cuda.is_available():
@@ -68,6 +80,7 @@ def run(args: argparse.Namespace) -> int:
         print("note: the CUDA path times the same code on the GPU", file=sys.stderr)
     try:
         tokens_for = _parse_tokens_for(args.tokens_for)
+        batch_tokens = _parse_batch_tokens(args.batch_tokens)
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -80,7 +93,7 @@ def run(args: argparse.Namespace) -> int:
     dtype = getattr(torch, args.dtype)
     results: dict[str, Any] = {"machine": report.machine_info(), "settings": dict(
         threads=args.threads, dtype=args.dtype, device=args.device, batches=args.batches + ([32] if args.batch32 else []),
-        new_tokens=args.new_tokens, tokens_for=tokens_for, repeats=args.repeats, prompt_tokens=args.prompt_tokens,
+        new_tokens=args.new_tokens, tokens_for=tokens_for, batch_tokens=batch_tokens, repeats=args.repeats, prompt_tokens=args.prompt_tokens,
         greedy=True, attention=args.attention),
         "segments": [], "throughput": [], "kv": [], "long_context": [], "notes": []}
     t0 = time.time()
@@ -102,11 +115,13 @@ def run(args: argparse.Namespace) -> int:
         sentence_len = args.sentence_len or max(1, round(default["mean"]))
         log(f"{name}: mean segment length {default['mean']:.2f} tokens (pydoc, paper rule) -> L={sentence_len}")
         if "throughput" in args.parts:
-            n = tokens_for.get(name, args.new_tokens)
-            results["throughput"] += suite.throughput_rows(
-                bb, batches=tuple(args.batches), new_tokens=n, sentence_len=sentence_len,
-                vae_layers=tuple(args.layers), repeats=args.repeats, prompt_tokens=args.prompt_tokens,
-                methods=tuple(args.methods), log=log)
+            for b in args.batches:
+                n = min(tokens_for.get(name, args.new_tokens), batch_tokens.get(b, args.new_tokens))
+                results["throughput"] += suite.throughput_rows(
+                    bb, batches=(b,), new_tokens=n, sentence_len=sentence_len,
+                    vae_layers=tuple(args.layers), repeats=args.repeats, prompt_tokens=args.prompt_tokens,
+                    methods=tuple(args.methods), log=log)
+                save()
             if args.batch32:
                 results["throughput"] += suite.throughput_rows(
                     bb, batches=(32,), new_tokens=args.batch32_tokens, sentence_len=sentence_len,

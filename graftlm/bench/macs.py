@@ -14,8 +14,10 @@ The model (documented in docs/benchmarks.md):
 
       (backbone_step + encoder(L) + termination) / L  +  decoder_token
 
-  ``backbone_step`` = the backbone's layers at sentence context ``c_s`` (no LM head);
-  ``encoder(L)`` = ``L * H * (4h^2 + 2*h*ffn + 2*h*L)`` (+ ``project_in``); ``termination`` =
+  ``backbone_step`` = the backbone's layers at sentence context ``c_s`` (no LM head; plus the
+  body's project_in/out and graftlm's proj_in/out when widths differ, OPT-350M);
+  ``encoder(L)`` = ``L' * H * (4h^2 + 2*h*ffn + 2*h*L')`` with ``L' = L + 1`` when the encoder
+  input starts with bos (official preset) (+ ``project_in``); ``termination`` =
   ``2*d``; ``decoder_token`` = ``H * (4h^2 + 2*h*t + 2h^2 + 2h + 2*h*ffn) + head`` (self-attention
   over ``t`` ≈ (L+1)/2 tokens, cross-attention Q/O projections and one memory key) plus the
   cross-attention K/V projections ``H*2h^2`` once per sentence (so ``/ L``), and the decoder's
@@ -86,6 +88,7 @@ class VAEShape:
     ffn: int
     vocab: int
     embed_dim: int
+    encoder_bos: bool = False
 
     @classmethod
     def from_config(cls, config: Any) -> "VAEShape":
@@ -93,10 +96,12 @@ class VAEShape:
         ffn = getattr(config, "ffn_size", None) or 2 * h
         emb = getattr(config, "embed_dim", None) or h
         return cls(hidden=h, layers=int(config.num_layers), ffn=int(ffn), vocab=int(config.vocab_size),
-                   embed_dim=int(emb))
+                   embed_dim=int(emb), encoder_bos=bool(getattr(config, "encoder_bos", False)))
 
     def encoder_macs(self, length: int) -> float:
-        """The whole encoder over one sentence of ``length`` tokens (bidirectional attention)."""
+        """The whole encoder over one sentence of ``length`` tokens (bidirectional attention;
+        one more position when the config puts bos in front of the encoder input)."""
+        length = length + int(self.encoder_bos)
         h = self.hidden
         proj_in = self.embed_dim * h if self.embed_dim != h else 0
         per_tok = self.layers * (4 * h * h + 2 * h * self.ffn + 2 * h * length) + proj_in
@@ -140,13 +145,14 @@ def mac_bound(backbone_config: Any, vae_config: Any, sentence_len: int, *, promp
         raise ValueError(f"sentence_len must be >= 1, got {sentence_len}")
     bb = BackboneShape.from_config(backbone_config)
     vae = VAEShape.from_config(vae_config)
-    if vae.hidden != bb.hidden:
-        raise ValueError(f"VAE hidden {vae.hidden} != backbone hidden {bb.hidden}: the benchmark grafts same-width VAEs")
     L = sentence_len
     base = bb.token_macs(prompt_tokens + new_tokens / 2)
     ctx_sent = (prompt_tokens + new_tokens / 2) / L
+    # the body's own project_in/out (OPT-350M) and graftlm's proj_in/out to the VAE width
+    body_proj = 2 * bb.hidden * bb.embed_dim if bb.embed_dim != bb.hidden else 0
+    graft_proj = 2 * vae.hidden * bb.embed_dim if vae.hidden != bb.embed_dim else 0
     parts = {
-        "backbone_step": bb.layer_macs(ctx_sent) / L,
+        "backbone_step": (bb.layer_macs(ctx_sent) + body_proj + graft_proj) / L,
         "termination": 2 * bb.hidden / L,
         "encoder": vae.encoder_macs(L) / L,
         "cross_kv": vae.cross_kv_macs() / L,
