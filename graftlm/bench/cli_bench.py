@@ -18,10 +18,12 @@ import torch
 from graftlm.bench import report, suite
 from graftlm.bench.models import BACKBONES, build_backbone
 
-PARTS = ("segments", "throughput", "kv", "long")
+PARTS = ("segments", "throughput", "breakdown", "kv", "long")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--merge", nargs="+", default=None, metavar="RESULTS_JSON",
+                   help="measure nothing: merge these results.json files into --out (report + charts)")
     p.add_argument("--out", default="results", help="folder for results.{json,md} and charts (default: results/)")
     p.add_argument("--backbones", nargs="+", default=list(BACKBONES), choices=list(BACKBONES))
     p.add_argument("--parts", nargs="+", default=list(PARTS), choices=list(PARTS), help="what to measure")
@@ -72,6 +74,15 @@ def _parse_batch_tokens(items: list[str]) -> dict[int, int]:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.merge:
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        merged = report.merge(args.merge)
+        report.save_json(merged, out / "results.json")
+        report.write_markdown(merged, out / "results.md")
+        report.write_charts(merged, out)
+        print(f"merged {len(args.merge)} runs into {out / 'results.md'}")
+        return 0
     torch.set_num_threads(args.threads)
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         print("error: --device cuda but no CUDA device is available", file=sys.stderr)
@@ -95,7 +106,7 @@ def run(args: argparse.Namespace) -> int:
         threads=args.threads, dtype=args.dtype, device=args.device, batches=args.batches + ([32] if args.batch32 else []),
         new_tokens=args.new_tokens, tokens_for=tokens_for, batch_tokens=batch_tokens, repeats=args.repeats, prompt_tokens=args.prompt_tokens,
         greedy=True, attention=args.attention),
-        "segments": [], "throughput": [], "kv": [], "long_context": [], "notes": []}
+        "segments": [], "throughput": [], "breakdown": [], "kv": [], "long_context": [], "notes": []}
     t0 = time.time()
 
     def log(msg: str) -> None:
@@ -127,6 +138,10 @@ def run(args: argparse.Namespace) -> int:
                     bb, batches=(32,), new_tokens=args.batch32_tokens, sentence_len=sentence_len,
                     vae_layers=tuple(args.layers), repeats=1, prompt_tokens=args.prompt_tokens,
                     methods=tuple(args.methods), log=log)
+            save()
+        if "breakdown" in args.parts and "sllm" in args.methods:
+            results["breakdown"] += suite.breakdown_rows(bb, sentence_len=sentence_len,
+                                                         new_tokens=min(64, args.new_tokens), log=log)
             save()
         if "kv" in args.parts:
             sllm = _try_sllm(bb, log)

@@ -71,13 +71,31 @@ def _table(header: list[str], rows: list[list[Any]]) -> str:
 
 
 def throughput_table(rows: list[dict[str, Any]]) -> str:
-    """Markdown: one line per (backbone, batch, method) with tokens/s, speed-up and MAC bound."""
-    header = ["backbone", "batch", "method", "tokens/s", "spread", "× lean loop", "MAC bound", "of bound"]
+    """Markdown: one line per (backbone, batch, method): wall-clock and CPU-time throughput, the
+    speed-up over the lean loop by each (median of per-round ratios), the MAC bound and the share
+    of it reached (by CPU time: robust on a shared machine with 1 thread)."""
+    header = ["backbone", "batch", "tokens", "threads", "method", "tokens/s (wall)", "spread", "× lean (wall)",
+              "tokens/CPU-s", "× lean (CPU)", "MAC bound", "of bound (CPU)", "of bound (wall)"]
     body = []
     for r in rows:
-        body.append([r["backbone"], r["batch"], r["method"], r["tokens_per_s"], f"{100 * r['spread']:.0f}%",
-                     r.get("speedup"), r.get("mac_bound"), r.get("of_bound")])
+        body.append([r["backbone"], r["batch"], r.get("new_tokens"), r.get("threads"), r["method"], r["tokens_per_s"],
+                     f"{100 * r['spread']:.0f}%", r.get("speedup"), r.get("cpu_tokens_per_s"), r.get("cpu_speedup"),
+                     r.get("mac_bound"), r.get("cpu_of_bound"), r.get("of_bound")])
     return _table(header, body)
+
+
+def merge(paths: list[str | Path]) -> dict[str, Any]:
+    """Concatenate the rows of several results.json files (machine/settings of each kept in ``runs``)."""
+    out: dict[str, Any] = {"machine": {}, "runs": [], "notes": []}
+    for p in paths:
+        data = json.loads(Path(p).read_text())
+        out["machine"] = out["machine"] or data.get("machine", {})
+        out["runs"].append({"file": str(p), "machine": data.get("machine"), "settings": data.get("settings")})
+        for key, value in data.items():
+            if isinstance(value, list) and key not in ("runs",):
+                out.setdefault(key, [])
+                out[key] += [v for v in value if v not in out[key]]
+    return out
 
 
 def kv_table(rows: list[dict[str, Any]]) -> str:
@@ -110,6 +128,12 @@ def write_markdown(results: dict[str, Any], path: str | Path) -> str:
              f"{m.get('load_before')} / {m.get('load_after')}", ""]
     if results.get("settings"):
         parts += ["Settings: " + ", ".join(f"{k}={v}" for k, v in results["settings"].items()), ""]
+    for run in results.get("runs", []):
+        rm, st = run.get("machine") or {}, run.get("settings") or {}
+        parts += [f"- run `{run['file']}`: {rm.get('date')}, load {rm.get('load_before')} → {rm.get('load_after')}, "
+                  + ", ".join(f"{k}={v}" for k, v in st.items())]
+    if results.get("runs"):
+        parts.append("")
     if results.get("segments"):
         parts += ["## Segment length of the default segmenter", "",
                   _table(["tokenizer", "text", "segmenter", "segments", "tokens", "mean tokens/segment", "max"],
@@ -118,6 +142,11 @@ def write_markdown(results: dict[str, Any], path: str | Path) -> str:
     if results.get("throughput"):
         parts += ["## Throughput (output tokens/s, greedy, fixed output length)", "",
                   throughput_table(results["throughput"]), ""]
+    if results.get("breakdown"):
+        parts += ["## Where SentenceLLM time goes (batch 1, forward hooks)", "",
+                  _table(["backbone", "method", "part", "ms/output token", "time share", "MAC share"],
+                         [[r["backbone"], r["method"], r["part"], r["ms_per_token"], f"{100 * r['time_share']:.0f}%",
+                           f"{100 * r['mac_share']:.0f}%"] for r in results["breakdown"]]), ""]
     if results.get("kv"):
         parts += ["## KV-cache bytes per context token (measured from the cache tensors)", "",
                   kv_table(results["kv"]), ""]

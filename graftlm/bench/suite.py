@@ -129,19 +129,23 @@ def throughput_rows(backbone: Backbone, *, batches: tuple[int, ...], new_tokens:
         timings = time_interleaved({m: (mk(new_tokens), mk(min(new_tokens, 2 * sentence_len)))
                                     for m, mk in makers.items()}, repeats=repeats)
         for m, t in timings.items():
-            row = dict(backbone=backbone.name, batch=b, method=m, new_tokens=new_tokens,
-                       tokens_per_s=t.tokens_per_s, seconds=t.seconds, cpu_seconds=t.cpu_seconds, spread=t.spread)
+            row = dict(backbone=backbone.name, batch=b, method=m, new_tokens=new_tokens, threads=torch.get_num_threads(),
+                       tokens_per_s=t.tokens_per_s, seconds=t.seconds, cpu_seconds=t.cpu_seconds, spread=t.spread,
+                       cpu_tokens_per_s=t.tokens / statistics.median(t.cpu_seconds))
             if m != "lean_loop" and "lean_loop" in timings:
-                ratios = [lt / st for lt, st in zip(timings["lean_loop"].seconds, t.seconds)]
+                lean_t = timings["lean_loop"]
+                ratios = [lt / st for lt, st in zip(lean_t.seconds, t.seconds)]
                 row["speedup"] = statistics.median(ratios)
                 row["speedup_runs"] = ratios
+                row["cpu_speedup"] = statistics.median(lt / st for lt, st in zip(lean_t.cpu_seconds, t.cpu_seconds))
             row.update(extra.get(m, {}))
             if "mac_bound" in row and "speedup" in row:
                 row["of_bound"] = row["speedup"] / row["mac_bound"]
+                row["cpu_of_bound"] = row["cpu_speedup"] / row["mac_bound"]
             rows.append(row)
             log(f"  {backbone.name} b={b} {m}: {t.tokens_per_s:.2f} tok/s "
                 f"(runs {', '.join(f'{s:.2f}' for s in t.seconds)} s)" +
-                (f" ×{row['speedup']:.2f} lean" if "speedup" in row else "") +
+                (f" ×{row['speedup']:.2f} lean (CPU time ×{row['cpu_speedup']:.2f})" if "speedup" in row else "") +
                 (f", MAC bound ×{row['mac_bound']:.2f}" if "mac_bound" in row else ""))
     return rows
 
@@ -223,3 +227,31 @@ def sllm_prefill_cache(sllm: Any, text: str, tokenizer: Any, segmenter: Any,
         pos = torch.arange(start, end, device=vec.device)[None]
         _, cache = sllm.run_body(vec, mask, pos, past_key_values=cache, use_cache=True)
     return cache, cache_length(cache)
+
+
+def breakdown_rows(backbone: Backbone, *, sentence_len: int, new_tokens: int = 64, layers: int = 1,
+                   prompt_tokens: int = 64, log: Log = print) -> list[dict[str, Any]]:
+    """Batch-1 SentenceLLM generation split by module (measured seconds per output token) beside
+    each module's share of the MAC count: shows whether time goes where the arithmetic is."""
+    from graftlm.bench.breakdown import sllm_time_breakdown
+
+    sllm = build_sllm(backbone, layers)
+    _, ids = text_with_tokens(backbone.tokenizer, prompt_tokens)
+    prompts = prompt_segments(backbone.tokenizer, prompt_batch(ids, 1, prompt_tokens), sllm.vae.config, sentence_len)
+    run = sllm_runner(sllm, prompts, new_tokens, sentence_len)
+    run()  # warm-up
+    t = sllm_time_breakdown(sllm, run)
+    bound = mac_bound(backbone.config, vae_config(backbone, layers), sentence_len,
+                      prompt_tokens=prompt_tokens, new_tokens=new_tokens)
+    p = bound.sllm_parts
+    macs = {"decoder_head": p["decoder_head"], "decoder": p["decoder_layers"] + p["cross_kv"],
+            "encoder": p["encoder"], "body": p["backbone_step"] + p["termination"], "other": 0.0}
+    total_macs = sum(macs.values())
+    rows = []
+    for part in ("decoder_head", "decoder", "encoder", "body", "other"):
+        rows.append(dict(backbone=backbone.name, method=f"sllm-H{layers}", part=part,
+                         ms_per_token=1000 * t[part] / t["tokens"], time_share=t[part] / t["total"],
+                         mac_share=macs[part] / total_macs))
+    log(f"  {backbone.name} H{layers} breakdown: " + ", ".join(
+        f"{r['part']} {100 * r['time_share']:.0f}% (MACs {100 * r['mac_share']:.0f}%)" for r in rows))
+    return rows
