@@ -1,0 +1,103 @@
+"""``graftlm demo``: graft, train and run SmolLM2-135M offline, end to end, within a time budget.
+
+``graftlm demo [--minutes 8] [--model smollm2|HF-id|folder] [--data FILE ...] [--out RUN]``
+``graftlm demo --resume RUN`` continues an interrupted run, reusing every finished phase.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+import time
+from pathlib import Path
+
+from graftlm.demo.inputs import CORPORA, PRECISIONS, DemoSettings
+
+# options that define a run; with --resume they come from RUN/state.json instead
+RUN_OPTIONS = ("model", "data", "corpus", "max_paragraphs", "minutes", "seed", "max_tokens", "max_sentences",
+               "vae_layers", "svae_steps", "sllm_steps", "precision", "prompt", "new_sentences", "lora_r")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    d = DemoSettings()
+    parser.add_argument("--model", default=None, help="backbone: 'smollm2' (default, offline), a Hugging Face "
+                        "causal-LM id (e.g. facebook/opt-125m, needs the hub) or a local folder")
+    parser.add_argument("--data", nargs="+", default=None, metavar="PATH",
+                        help="your own text instead of the packaged corpus: .txt (paragraphs separated by blank "
+                        "lines), .jsonl ('content' field), .parquet, or folders of them")
+    parser.add_argument("--corpus", choices=CORPORA, default=None, help=f"packaged corpus (default {d.corpus})")
+    parser.add_argument("--max-paragraphs", type=int, default=None, help="use only the first N paragraphs")
+    parser.add_argument("--minutes", type=float, default=None,
+                        help=f"wall-time budget of the whole run, loading included (default {d.minutes:g})")
+    parser.add_argument("--out", default=None, help="run folder (default runs/demo-<timestamp>)")
+    parser.add_argument("--resume", default=None, metavar="RUN", help="continue RUN, reusing its finished phases")
+    parser.add_argument("--prompt", default=None, help="prompt for the generation step (default: held-out text)")
+    parser.add_argument("--new-sentences", type=int, default=None, help=f"sentences to generate (default {d.new_sentences})")
+    parser.add_argument("--seed", type=int, default=None, help=f"random seed (default {d.seed})")
+    parser.add_argument("--max-tokens", type=int, default=None, help=f"tokens per segment at most (default {d.max_tokens})")
+    parser.add_argument("--max-sentences", type=int, default=None,
+                        help=f"sentences per SentenceLLM training paragraph (default {d.max_sentences})")
+    parser.add_argument("--vae-layers", type=int, default=None, help=f"SentenceVAE layers per stack (default {d.vae_layers})")
+    parser.add_argument("--lora-r", type=int, default=None, help=f"LoRA rank in the backbone (default {d.lora_r})")
+    parser.add_argument("--svae-steps", type=int, default=None, help="cap on SentenceVAE steps (default: time budget)")
+    parser.add_argument("--sllm-steps", type=int, default=None, help="cap on SentenceLLM steps (default: time budget)")
+    parser.add_argument("--precision", choices=PRECISIONS, default=None,
+                        help="training precision; auto = bf16 autocast where the CPU has native bf16 (default auto)")
+
+
+def settings_from_args(args: argparse.Namespace) -> DemoSettings:
+    given = {k: getattr(args, k) for k in RUN_OPTIONS if getattr(args, k, None) is not None}
+    return DemoSettings(**given).validate()
+
+
+def _open_or_create(args: argparse.Namespace):
+    from graftlm.demo.inputs import check_model_argument
+    from graftlm.demo.run_folder import RunFolder
+
+    if args.resume:
+        clash = [k for k in (*RUN_OPTIONS, "out") if getattr(args, k, None) is not None]
+        if clash:
+            raise ValueError(f"--resume takes every setting from {args.resume}/state.json; drop "
+                             + ", ".join("--" + k.replace("_", "-") for k in clash))
+        run = RunFolder.open(args.resume)
+        return run, DemoSettings.from_dict(run.state["settings"])
+    settings = settings_from_args(args)
+    check_model_argument(settings.model)
+    out = Path(args.out) if args.out else Path("runs") / time.strftime("demo-%Y%m%d-%H%M%S")
+    run = RunFolder.create(out, settings.to_dict())
+    run.state["command"] = "graftlm " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    run.save()
+    return run, settings
+
+
+def run(args: argparse.Namespace) -> int:
+    from graftlm.demo.report import closing_table
+    from graftlm.demo.steps import DemoSession, run_phases
+
+    try:
+        run_folder, settings = _open_or_create(args)
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    if run_folder.complete:
+        print(f"{run_folder.path} is already complete; its closing table:\n\n{closing_table(run_folder)}")
+        return 0
+    print(f"graftlm demo → {run_folder.path} (budget {settings.minutes:g} min; Ctrl-C leaves a resumable run)")
+    session = DemoSession(run_folder, settings)
+    try:
+        run_phases(session)
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        run_folder.state["elapsed"] = round(session.elapsed(), 2)
+        run_folder.save()
+        print(f"\ninterrupted: finished phases and a checkpoint of the current training phase are saved in "
+              f"{run_folder.path}.\nContinue with: graftlm demo --resume {run_folder.path}", file=sys.stderr)
+        return 130
+    elapsed = run_folder.state.get("elapsed", 0.0)
+    print(f"\n{closing_table(run_folder)}\n")
+    print(f"done in {elapsed:.0f} s (budget {settings.minutes * 60:.0f} s). Report: {run_folder.path / 'report.md'}")
+    print(f'Try: graftlm generate {run_folder.path} "your prompt"   |   graftlm reconstruct {run_folder.path} "a sentence"')
+    return 0

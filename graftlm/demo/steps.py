@@ -1,0 +1,324 @@
+"""The phases of `graftlm demo`, each resumable: its results go to ``state.json`` when it ends.
+
+setup → svae (train the SentenceVAE) → svae_eval (held-out reconstruction) → sllm (graft + train)
+→ generate (stream a few sentences) → measure (closing table) → report.
+
+Design choices (see docs/demo.md for the why): the SentenceVAE has the backbone's width and heads,
+its token embeddings (and tied output head) are the backbone's own embedding matrix, kept frozen;
+the SentenceLLM trains LoRA adapters in a frozen backbone plus the VAE's layers and the
+termination head.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from typing import Any, Callable
+
+import torch
+from tqdm.auto import tqdm
+
+from graftlm.demo.inputs import DemoSettings, load_backbone, load_documents, split_documents
+from graftlm.demo.run_folder import RunFolder
+from graftlm.demo.train import cycle_batches, measure_step_seconds, phase_config, plan_steps, resolve_precision, run_phase
+
+RESERVE_FRACTION = 0.2  # of the budget, kept for evaluation, generation, measurements and saving
+SVAE_SHARE = 0.6  # of the training time; the SentenceLLM gets the rest
+LORA_NAMES = ("q_proj", "k_proj", "v_proj", "o_proj", "out_proj")
+
+
+def freeze_embeddings(vae: torch.nn.Module) -> None:
+    for part in (vae.encoder, vae.decoder):
+        part.embedding.embed.weight.requires_grad_(False)
+
+
+def vae_heads(hidden: int, heads: int) -> int:
+    """The backbone's head count if it divides ``hidden`` into even head dims (RoPE), else the
+    nearest smaller one that does."""
+    for h in range(min(heads, hidden // 2), 0, -1):
+        if hidden % h == 0 and (hidden // h) % 2 == 0:
+            return h
+    raise ValueError(f"no head count gives an even head dim for hidden size {hidden}")
+
+
+def lora_targets(model: torch.nn.Module) -> list[str]:
+    names = {n.rsplit(".", 1)[-1] for n, m in model.named_modules() if isinstance(m, torch.nn.Linear)}
+    found = sorted(names & set(LORA_NAMES))
+    return found or sorted(names - {"lm_head"})
+
+
+class DemoSession:
+    """One invocation of ``graftlm demo`` (fresh or resumed) on a run folder."""
+
+    def __init__(self, run: RunFolder, settings: DemoSettings, log: Callable[[str], None] = print) -> None:
+        self.run, self.s, self.log = run, settings, log
+        self.t0 = time.perf_counter()
+        self.elapsed_before = float(run.state.get("elapsed", 0.0))
+        run.state["sessions"] = int(run.state.get("sessions", 0)) + 1
+        self.precision = resolve_precision(settings.precision)
+        self._backbone: tuple[Any, Any, str] | None = None
+        self.sllm: Any = None
+
+    # -- shared pieces ----------------------------------------------------------------------------
+    def elapsed(self) -> float:
+        return self.elapsed_before + time.perf_counter() - self.t0
+
+    def save(self, phase: str, *, done: bool, **info: Any) -> None:
+        self.run.state["elapsed"] = round(self.elapsed(), 2)
+        self.run.update(phase, done=done, **info)
+
+    def backbone(self) -> tuple[Any, Any, str]:
+        if self._backbone is None:
+            t = time.perf_counter()
+            self.log(f"loading the backbone ({self.s.model}) …")
+            self._backbone = load_backbone(self.s.model)
+            self.run.state.setdefault("load_seconds", []).append(round(time.perf_counter() - t, 2))
+        return self._backbone
+
+    def examples(self, kind: str) -> Any:
+        from graftlm.training.batching import ExampleStream
+
+        return ExampleStream(kind, self.backbone()[1], max_tokens=self.s.max_tokens, max_sentences=self.s.max_sentences)
+
+    def pad_id(self) -> int:
+        from graftlm.training.models import special_ids
+
+        return special_ids(self.backbone()[1])[0]
+
+    def batches(self, kind: str, batch_size: int) -> Callable[[int, int, int], Any]:
+        from graftlm.training.batching import TrainBatches, train_loader
+
+        train, _ = self.run.read_split()
+        stream, pad = self.examples(kind), self.pad_id()
+
+        def make(start: int):
+            ds = TrainBatches(train, stream, batch_size=batch_size, pad_id=pad, heldout_fraction=0.0,
+                              seed=self.s.seed, shuffle_buffer=256, bucket_pool=8 if kind == "svae" else 4,
+                              start=start)
+            return iter(train_loader(ds))
+        return cycle_batches(make)
+
+    # -- phases -----------------------------------------------------------------------------------
+    def setup(self) -> None:
+        docs, corpus = load_documents(self.s)
+        train, heldout = split_documents(docs, self.s.heldout_fraction, self.s.seed)
+        _, tokenizer, label = self.backbone()
+        svae, sllm = self.examples("svae"), self.examples("sllm")
+        n_seg = n_tok = n_win = 0
+        for doc in tqdm(train, desc="preparing data", unit="paragraph", dynamic_ncols=True):
+            segs = svae.examples(doc)
+            n_seg, n_tok = n_seg + len(segs), n_tok + sum(map(len, segs))
+            n_win += len(sllm.examples(doc))
+        if n_seg == 0:
+            raise ValueError(f"the training text ({corpus}) has no usable segments after tokenization")
+        if n_win == 0:
+            raise ValueError(f"no training paragraph of {corpus} has 2 or more sentences; the SentenceLLM learns "
+                             "to predict the next sentence, so give it paragraphs of several sentences")
+        held = [seg for doc in heldout for seg in svae.examples(doc)]
+        mean_len = sum(map(len, held)) / len(held) if held else n_tok / n_seg
+        self.run.write_split(train, heldout)
+        if hasattr(tokenizer, "save_pretrained"):
+            tokenizer.save_pretrained(str(self.run.tokenizer_dir))
+        total = self.s.minutes * 60.0
+        train_time = max(total * (1 - RESERVE_FRACTION) - self.elapsed(), 0.0)
+        self.run.state["budget"] = {"total_s": total, "svae_s": round(train_time * SVAE_SHARE, 1),
+                                    "sllm_s": round(train_time * (1 - SVAE_SHARE), 1)}
+        self.save("setup", done=True, corpus=corpus, backbone=label, train_paragraphs=len(train),
+                  heldout_paragraphs=len(heldout), train_segments=n_seg, train_tokens=n_tok, train_windows=n_win,
+                  heldout_segments=len(held), mean_segment_tokens=round(mean_len, 3), precision=self.precision)
+
+    def _train(self, phase: str, model: torch.nn.Module, kind: str, batch_size: int, lr: float,
+               cap: int | None) -> dict[str, Any]:
+        """Plan (or re-use the plan of an interrupted try), train, return the phase record."""
+        record = {k: v for k, v in self.run.result(phase).items() if k != "done"}
+        allowance = float(self.run.state["budget"][f"{phase}_s"])
+        spent = float(record.get("spent", 0.0))
+        make = self.batches(kind, batch_size)
+        t = time.perf_counter()
+        if "planned_steps" not in record:
+            step_s = measure_step_seconds(model, next(make(0, 0, 1)), self.precision)
+            record.update(planned_steps=plan_steps(allowance - (time.perf_counter() - t), step_s, cap),
+                          step_seconds_estimate=round(step_s, 3))
+        planned = int(record["planned_steps"])
+        name = "SentenceVAE" if kind == "svae" else "SentenceLLM"
+        cfg = phase_config(name, kind=kind, steps=planned, batch_size=batch_size, lr=lr, seed=self.s.seed,
+                           run_dir=self.run.path / phase, precision=self.precision,
+                           backbone=self.s.model if kind == "sllm" else None)
+        left = allowance - spent - (time.perf_counter() - t)
+        self.log(f"{name}: up to {planned} steps of {batch_size} {'segments' if kind == 'svae' else 'paragraphs'}, "
+                 f"{max(left, 0):.0f} s left of its {allowance:.0f} s budget")
+        try:
+            res = run_phase(model, cfg, make, seconds=max(left, 0.0), resume=bool(record.get("interrupted")))
+        except KeyboardInterrupt:
+            self.save(phase, done=False, **{**record, "interrupted": True, "spent": spent + time.perf_counter() - t})
+            raise
+        trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+        return {**record, "steps": res.steps, "seconds": round(spent + time.perf_counter() - t, 1),
+                "stopped_by_time": res.stopped_by_time, "last_loss": res.last_loss, "batch_size": batch_size,
+                "lr": lr, "trainable_parameters": trainable, "interrupted": False,
+                "parameters": sum(p.numel() for p in model.parameters())}
+
+    def train_svae(self) -> None:
+        from graftlm.training.models import vae_config
+        from graftlm.training.recipes import TrainConfig
+        from graftlm.vae import SentenceVAE
+
+        model, tokenizer, _ = self.backbone()
+        emb = model.get_input_embeddings().weight.detach().float()
+        hidden = int(model.config.hidden_size)
+        shape = TrainConfig(vae_preset="modern", num_layers=self.s.vae_layers, max_tokens=self.s.max_tokens, dropout=0.0)
+        config = vae_config(shape, emb.shape[0], tokenizer, hidden_size=hidden,
+                            num_heads=vae_heads(hidden, int(model.config.num_attention_heads)), embed_dim=emb.shape[1])
+        torch.manual_seed(self.s.seed)
+        vae = SentenceVAE(config)
+        vae.init_embeddings_from(emb)
+        freeze_embeddings(vae)
+        record = self._train("svae", vae, "svae", self.s.svae_batch, self.s.svae_lr, self.s.svae_steps)
+        vae.eval().save_pretrained(self.run.vae_dir)
+        self._plot("svae")
+        self.save("svae", done=True, **record, layers=config.num_layers, hidden_size=config.hidden_size,
+                  num_heads=config.num_heads, vocab_size=config.vocab_size)
+
+    def eval_svae(self) -> None:
+        from graftlm.demo.report import merge_svae_evals
+        from graftlm.training.evaluate import evaluate_svae
+        from graftlm.vae import SentenceVAE
+
+        tokenizer = self.backbone()[1]
+        vae = SentenceVAE.from_pretrained(self.run.vae_dir)
+        _, heldout = self.run.read_split()
+        stream = self.examples("svae")
+        segments = [seg for doc in heldout for seg in stream.examples(doc)]
+        if len(segments) > self.s.eval_segments:
+            keep = sorted(random.Random(self.s.seed).sample(range(len(segments)), self.s.eval_segments))
+            segments = [segments[i] for i in keep]
+        chunks = [segments[i:i + 32] for i in range(0, len(segments), 32)]
+        parts = [evaluate_svae(vae, chunk, pad_id=vae.config.pad_token_id, batch_size=len(chunk),
+                               tokenizer=tokenizer if i == 0 else None, num_examples=6 if i == 0 else 0)
+                 for i, chunk in enumerate(tqdm(chunks, desc="SentenceVAE held-out eval", unit="batch",
+                                                dynamic_ncols=True))]
+        self.save("svae_eval", done=True, **merge_svae_evals(parts))
+
+    def train_sllm(self) -> None:
+        from peft import LoraConfig
+
+        from graftlm.bench.suite import shared_copy
+        from graftlm.sllm import graft
+        from graftlm.vae import SentenceVAE
+
+        model, tokenizer, _ = self.backbone()
+        vae = SentenceVAE.from_pretrained(self.run.vae_dir)
+        lora = LoraConfig(r=self.s.lora_r, lora_alpha=2 * self.s.lora_r, lora_dropout=0.0,
+                          target_modules=lora_targets(model))
+        sllm = graft(shared_copy(model), vae, lora=lora, tokenizer=tokenizer)
+        freeze_embeddings(sllm.vae)
+        record = self._train("sllm", sllm, "sllm", self.s.sllm_batch, self.s.sllm_lr, self.s.sllm_steps)
+        sllm.eval()
+        try:  # small: LoRA + VAE + head, the backbone by reference (smollm2 loader, hub id or path)
+            sllm.save_pretrained(self.run.sllm_model_dir, save_backbone="reference")
+            mode = "reference"
+        except ValueError:
+            sllm.save_pretrained(self.run.sllm_model_dir, save_backbone="weights")
+            mode = "weights"
+        self.sllm = sllm
+        self._plot("sllm")
+        self.save("sllm", done=True, **record, lora_r=self.s.lora_r, lora_targets=",".join(lora.target_modules),
+                  save_backbone=mode)
+
+    def load_sllm(self) -> Any:
+        if self.sllm is None:
+            import graftlm
+            from graftlm.bench.suite import shared_copy
+
+            self.sllm = graftlm.load(self.run.sllm_model_dir, backbone=shared_copy(self.backbone()[0]))
+        return self.sllm.eval()
+
+    def generate(self) -> None:
+        from graftlm.demo.report import default_prompt
+
+        model, tokenizer, _ = self.backbone()
+        sllm = self.load_sllm()
+        _, heldout = self.run.read_split()
+        prompt, reference = (self.s.prompt, None) if self.s.prompt else default_prompt(heldout, self.examples("svae"), tokenizer)
+        self.log(f"\nprompt: {prompt!r}\nSentenceLLM continues ({self.s.new_sentences} sentences, streaming, greedy):")
+        pieces: list[str] = []
+        with torch.inference_mode():
+            # ignore_stop: a briefly trained termination head often says "stop" at once; the demo
+            # shows a fixed number of sentences instead (the head is measured in the closing table)
+            for step in sllm.stream(prompt, tokenizer, max_new_sentences=self.s.new_sentences,
+                                    max_tokens_per_sentence=self.s.max_tokens, ignore_stop=True):
+                if step[0] is not None:
+                    pieces.append(step[0])
+                    print(f"  [{len(pieces)}] {step[0]!r}", flush=True)
+        n_new = sum(len(tokenizer(p, add_special_tokens=False)["input_ids"]) for p in pieces)
+        ids = torch.tensor([tokenizer(prompt, add_special_tokens=False)["input_ids"]])
+        with torch.inference_mode():
+            out = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), do_sample=False,
+                                 max_new_tokens=max(n_new, 8), pad_token_id=self.pad_id())
+        backbone_text = tokenizer.decode(out[0, ids.shape[1]:].tolist(), skip_special_tokens=True)
+        self.log(f"the backbone alone continues ({max(n_new, 8)} tokens, greedy): {backbone_text!r}")
+        self.save("generate", done=True, prompt=prompt, reference=reference, sllm_sentences=pieces,
+                  sllm_text="".join(pieces), sllm_new_tokens=n_new, backbone_text=backbone_text)
+
+    def measure(self) -> None:
+        from graftlm.demo.measure import measure_all
+        from graftlm.segmenter import RegexSegmenter
+
+        model, tokenizer, _ = self.backbone()
+        sllm = self.load_sllm()
+        train, heldout = self.run.read_split()
+        stream = self.examples("sllm")
+        windows = [w for doc in heldout for w in stream.examples(doc)][: self.s.eval_paragraphs]
+        ppl_text = "held-out"
+        if not windows:  # no held-out paragraph with 2+ sentences: say so, measure on training text
+            windows, ppl_text = [w for doc in train for w in stream.examples(doc)][: self.s.eval_paragraphs], "training"
+        mean_len = float(self.run.result("setup")["mean_segment_tokens"])
+        sentence_len = max(2, min(self.s.max_tokens, round(mean_len)))
+        bar = tqdm(total=4, desc="measuring", unit="measurement", dynamic_ncols=True)
+
+        def progress(what: str) -> None:
+            bar.set_postfix_str(what)
+            if bar.n < bar.total and what != "causal perplexity":
+                bar.update(1)
+
+        result = measure_all(sllm, model, tokenizer, windows=windows, heldout_docs=heldout,
+                             segmenter=RegexSegmenter(max_tokens=self.s.max_tokens, tokenizer=tokenizer),
+                             pad_id=self.pad_id(), new_tokens=self.s.bench_tokens, sentence_len=sentence_len,
+                             mean_segment_tokens=mean_len, progress=progress)
+        bar.update(bar.total - bar.n)
+        bar.close()
+        self.save("measure", done=True, **result, ppl_text=ppl_text, torch_threads=torch.get_num_threads())
+
+    def report(self) -> None:
+        from graftlm.demo.report import write_report
+
+        self.save("report", done=False)
+        path = write_report(self.run)
+        self.save("report", done=True, path=str(path))
+
+    def _plot(self, phase: str) -> None:
+        from graftlm.training.cli_plot import plot_run
+
+        try:
+            plot_run(self.run.path / phase, self.run.path / f"{phase}-loss.png")
+        except ValueError as err:  # too few steps to log a point
+            self.log(f"(no {phase} loss curve: {err})")
+
+
+def run_phases(session: DemoSession) -> None:
+    """Run every phase that is not done yet, in order."""
+    run = session.run
+    steps = [("setup", session.setup), ("svae", session.train_svae), ("svae_eval", session.eval_svae),
+             ("sllm", session.train_sllm), ("generate", session.generate), ("measure", session.measure),
+             ("report", session.report)]
+    for i, (phase, fn) in enumerate(steps, 1):
+        if run.done(phase):
+            session.log(f"[{i}/{len(steps)}] {phase}: done earlier, reused")
+            continue
+        session.log(f"[{i}/{len(steps)}] {phase} (at {session.elapsed():.0f} s of the "
+                    f"{session.s.minutes * 60:.0f} s budget)")
+        t = time.perf_counter()
+        fn()
+        run.state["phases"][phase]["phase_seconds"] = round(time.perf_counter() - t, 2)
+        run.state["elapsed"] = round(session.elapsed(), 2)
+        run.save()
