@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-import torch
 from torch import nn
 
 from graftlm.plugins import BackboneAdapter, hookimpl
@@ -33,33 +30,6 @@ class LlamaAdapter(BackboneAdapter):
         if hasattr(model, "lm_head"):
             model.lm_head = None
         return body
-
-    def hidden_size(self, body: nn.Module) -> int:
-        return int(body.config.hidden_size)
-
-    def max_positions(self, body: nn.Module) -> int | None:
-        return int(body.config.max_position_embeddings)
-
-    def layers(self, body: nn.Module) -> nn.ModuleList:
-        return body.layers
-
-    def forward(
-        self,
-        body: nn.Module,
-        inputs_embeds: torch.Tensor,
-        attention_mask: torch.Tensor,
-        position_ids: torch.Tensor,
-        past_key_values: Any | None = None,
-        use_cache: bool = False,
-    ) -> tuple[torch.Tensor, Any | None]:
-        out = body(
-            inputs_embeds=inputs_embeds,
-            attention_mask=attention_mask,
-            position_ids=position_ids,
-            past_key_values=past_key_values,
-            use_cache=use_cache,
-        )
-        return out.last_hidden_state, (out.past_key_values if use_cache else None)
 
 
 @hookimpl

@@ -13,8 +13,11 @@ class BackboneAdapter(ABC):
     """Strips a causal LM down to its decoder body and runs that body on sentence vectors.
 
     Subclasses set ``name`` and ``model_types`` (the ``config.model_type`` values they handle) and
-    implement `strip`, `hidden_size`, `max_positions`, `layers` and `forward`. Adapters are
-    stateless: every method gets the model or body it works on.
+    implement `strip`. The other methods have defaults that fit most `transformers` decoders
+    (``config.hidden_size``, ``config.max_position_embeddings``, ``body.layers`` and a call with
+    ``inputs_embeds``/``attention_mask``/``position_ids``/``past_key_values``); override the ones
+    your backbone names differently. Adapters are stateless: every method gets the model or body
+    it works on.
     """
 
     name: str = ""
@@ -33,19 +36,19 @@ class BackboneAdapter(ABC):
         freed once the caller drops ``model``; tied weights must leave no reference behind.
         """
 
-    @abstractmethod
     def hidden_size(self, body: nn.Module) -> int:
         """Width d of the vectors `forward` takes as ``inputs_embeds`` and returns."""
+        return int(body.config.hidden_size)
 
-    @abstractmethod
     def max_positions(self, body: nn.Module) -> int | None:
         """Most positions (sentences) the body can attend over, or None if unbounded."""
+        value = getattr(body.config, "max_position_embeddings", None)
+        return int(value) if value else None
 
-    @abstractmethod
     def layers(self, body: nn.Module) -> nn.ModuleList:
         """The body's decoder blocks, in order (used to keep the first/last k trainable)."""
+        return body.layers
 
-    @abstractmethod
     def forward(
         self,
         body: nn.Module,
@@ -63,6 +66,14 @@ class BackboneAdapter(ABC):
         projection) and the updated cache (None unless ``use_cache``). Causality must come from the
         backbone's own attention (pass the 2D mask, never a full 4D one).
         """
+        out = body(
+            inputs_embeds=inputs_embeds,
+            attention_mask=attention_mask,
+            position_ids=position_ids,
+            past_key_values=past_key_values,
+            use_cache=use_cache,
+        )
+        return out.last_hidden_state, (out.past_key_values if use_cache else None)
 
     def new_cache(self, body: nn.Module) -> Any:
         """An empty KV cache of the backbone's own class (default: transformers' DynamicCache)."""
