@@ -46,6 +46,13 @@ def test_weights_round_trip(tmp_path):
     _same_behaviour(sllm, loaded)
 
 
+def test_from_pretrained_is_load(tmp_path):
+    sllm = graft(tiny_opt(hidden=48), tiny_vae(hidden=32), tokenizer=ByteTokenizer())
+    _train_step(sllm)
+    sllm.eval().save_pretrained(tmp_path, save_backbone="weights")
+    _same_behaviour(sllm, graftlm.SentenceLLM.from_pretrained(tmp_path).eval())
+
+
 def test_reference_saves_only_trained_body_weights(tmp_path):
     from peft import LoraConfig
     from transformers import AutoModelForCausalLM

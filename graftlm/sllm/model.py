@@ -187,3 +187,10 @@ class SentenceLLM(nn.Module):
         from graftlm.sllm.io import save_pretrained
 
         save_pretrained(self, directory, save_backbone=save_backbone)
+
+    @classmethod
+    def from_pretrained(cls, directory: Any, **kwargs: Any) -> "SentenceLLM":
+        """Load what `save_pretrained` wrote; same as `graftlm.load` (``backbone=``, ``device=``)."""
+        from graftlm.sllm.io import load
+
+        return load(directory, **kwargs)
