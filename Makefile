@@ -6,4 +6,4 @@ test:
 demo:
 	bash scripts/demo.sh
 bench:
-	bash scripts/setup.sh && .venv/bin/graftlm bench
+	bash scripts/bench.sh
