@@ -5,7 +5,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh || exit $?
 . .venv/bin/activate
-python -m pytest -q -p no:cacheprovider "$@"
+python -m pytest -q -p no:cacheprovider --durations=15 "$@"
 rc=$?
 # pytest exits 5 when it collected no test (e.g. a -k that matches nothing): not a failure.
 if [ "$rc" -eq 5 ]; then
