@@ -18,16 +18,10 @@ from graftlm.cli import main
 from graftlm.demo.run_folder import PHASES, RunFolder
 from graftlm.demo.train import PhaseControl
 
+from fixtures.tiny_models import one_thread  # noqa: F401
+
 FAST = ["--max-paragraphs", "40", "--svae-steps", "4", "--sllm-steps", "3", "--minutes", "2",
         "--new-sentences", "2", "--precision", "fp32"]
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def _tokenizer(folder: Path):
