@@ -291,17 +291,24 @@ def segment_and_tokenize(
             )
     token_ids = _encode_all(TokenCounter(tokenizer), tokenizer, segments)
 
-    n_sentences = max(len(parts) for parts in segments)
+    input_ids, token_mask, sentence_mask = pad_paragraphs(token_ids, pad_id)
+    return SegmentedBatch(input_ids, token_mask, sentence_mask, segments)
+
+
+def pad_paragraphs(token_ids: Sequence[Sequence[Sequence[int]]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Token ids per segment per paragraph → ``input_ids`` (B, S, T) long, right-padded with
+    ``pad_id``; ``token_mask`` (B, S, T) bool; ``sentence_mask`` (B, S) bool."""
+    n_sentences = max(len(rows) for rows in token_ids)
     n_tokens = max(len(ids) for rows in token_ids for ids in rows)
-    input_ids = torch.full((len(paragraphs), n_sentences, n_tokens), pad_id, dtype=torch.long)
-    token_mask = torch.zeros((len(paragraphs), n_sentences, n_tokens), dtype=torch.bool)
-    sentence_mask = torch.zeros((len(paragraphs), n_sentences), dtype=torch.bool)
+    input_ids = torch.full((len(token_ids), n_sentences, n_tokens), pad_id, dtype=torch.long)
+    token_mask = torch.zeros((len(token_ids), n_sentences, n_tokens), dtype=torch.bool)
+    sentence_mask = torch.zeros((len(token_ids), n_sentences), dtype=torch.bool)
     for b, rows in enumerate(token_ids):
         sentence_mask[b, : len(rows)] = True
         for s, ids in enumerate(rows):
             input_ids[b, s, : len(ids)] = torch.tensor(ids, dtype=torch.long)
             token_mask[b, s, : len(ids)] = True
-    return SegmentedBatch(input_ids, token_mask, sentence_mask, segments)
+    return input_ids, token_mask, sentence_mask
 
 
 def _pad_id(tokenizer: Any, pad_token_id: int | None) -> int:

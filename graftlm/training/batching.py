@@ -29,13 +29,8 @@ import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from graftlm.segmentation_rules import TokenCounter
+from graftlm.segmenter import RegexSegmenter, pad_paragraphs, split_paragraph
 from graftlm.training.data import CorpusStats, is_heldout, read_corpus
-
-
-def _split_paragraph(segments: list[str], n: int) -> list[list[str]]:
-    from graftlm.segmenter import split_paragraph
-
-    return split_paragraph(segments, n)
 
 
 class ExampleStream:
@@ -43,8 +38,6 @@ class ExampleStream:
     ``list[int]``) or ``"sllm"`` (one per window: ``list[list[int]]``)."""
 
     def __init__(self, kind: str, tokenizer: Any, *, max_tokens: int, max_sentences: int) -> None:
-        from graftlm.segmenter import RegexSegmenter
-
         self.kind = kind
         self.max_tokens = max_tokens
         self.max_sentences = max_sentences
@@ -62,7 +55,7 @@ class ExampleStream:
         ids = [row for row in ids if row]
         if self.kind == "svae":
             return ids
-        return [w for w in _split_paragraph(ids, self.max_sentences) if len(w) >= 2]
+        return [w for w in split_paragraph(ids, self.max_sentences) if len(w) >= 2]
 
 
 def collate_svae(examples: list[list[int]], pad_id: int) -> dict[str, torch.Tensor]:
@@ -78,16 +71,7 @@ def collate_svae(examples: list[list[int]], pad_id: int) -> dict[str, torch.Tens
 
 def collate_sllm(examples: list[list[list[int]]], pad_id: int) -> dict[str, torch.Tensor]:
     """→ ``input_ids`` (B, S, T) long, ``token_mask`` (B, S, T) bool, ``sentence_mask`` (B, S) bool."""
-    s_max = max(len(w) for w in examples)
-    t_max = max(len(seg) for w in examples for seg in w)
-    ids = torch.full((len(examples), s_max, t_max), pad_id, dtype=torch.long)
-    tok = torch.zeros((len(examples), s_max, t_max), dtype=torch.bool)
-    sent = torch.zeros((len(examples), s_max), dtype=torch.bool)
-    for b, w in enumerate(examples):
-        sent[b, : len(w)] = True
-        for s, seg in enumerate(w):
-            ids[b, s, : len(seg)] = torch.tensor(seg, dtype=torch.long)
-            tok[b, s, : len(seg)] = True
+    ids, tok, sent = pad_paragraphs(examples, pad_id)
     return {"input_ids": ids, "token_mask": tok, "sentence_mask": sent}
 
 
