@@ -8,6 +8,7 @@ from typing import Any
 from torch import nn
 
 from graftlm.plugins import BackboneAdapter, find_adapter, is_grafted, mark_grafted
+from graftlm.sllm.leak import check_attention
 from graftlm.sllm.model import SentenceLLM
 
 FREEZE_CHOICES = ("none", "vae", "backbone")
@@ -95,6 +96,7 @@ def graft(
     tokenizer: Any = None,
     own_vocab: bool = False,
     adapter: BackboneAdapter | None = None,
+    attention: str = "causal",
 ) -> SentenceLLM:
     """Graft ``vae`` onto the causal LM ``model`` (modified in place: its embedding and LM head go).
 
@@ -109,6 +111,8 @@ def graft(
         own_vocab: by default the VAE's vocab_size must equal the backbone's (they share a
             tokenizer); True allows a VAE with its own tokenizer (the backbone never sees tokens).
         adapter: bypass plugin discovery with an explicit adapter.
+        attention: "causal" (the default and the only language model) or "bidirectional", the
+            authors' leak reproduced for research (warns; see `graftlm.sllm.leak`).
 
     Raises ValueError for an already grafted model, an architecture no adapter handles, a vocab
     mismatch, bad options; TypeError for a non-VAE or a bad ``lora``. All checks run before
@@ -119,6 +123,7 @@ def graft(
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a transformers causal LM (nn.Module), got {type(model).__name__}")
     _check_vae(vae)
+    check_attention(attention)
     frozen = _freeze_set(freeze)
     if train_layers is not None:
         if isinstance(train_layers, bool) or not isinstance(train_layers, int) or train_layers < 0:
@@ -151,6 +156,7 @@ def graft(
         "train_layers": train_layers,
         "lora": lora.to_dict() if lora is not None else None,
         "own_vocab": own_vocab,
+        "attention": attention,
     }
     sllm = SentenceLLM(
         vae, body, adapter,

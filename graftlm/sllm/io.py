@@ -171,6 +171,7 @@ def load(directory: str | Path, *, backbone: Any = None, device: str | torch.dev
         tokenizer=tokenizer,
         own_vocab=True,  # checked when it was grafted
         adapter=adapter,
+        attention=opts.get("attention", "causal"),
     )
     state = load_file(str(directory / WEIGHTS_NAME))
     missing, unexpected = sllm.load_state_dict(state, strict=False)

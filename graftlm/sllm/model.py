@@ -109,7 +109,13 @@ class SentenceLLM(nn.Module):
         past_key_values: Any = None,
         use_cache: bool = False,
     ) -> tuple[torch.Tensor, Any]:
-        """The adapter's causal body call; ``attention_mask`` (B, P+L) covers the cache too."""
+        """The adapter's causal body call; ``attention_mask`` (B, P+L) covers the cache too.
+        With ``graft(..., attention="bidirectional")`` (research only, `graftlm.sllm.leak`) the body
+        gets a 4D mask that also shows it the later sentences."""
+        if self.graft_options.get("attention", "causal") == "bidirectional":
+            from graftlm.sllm.leak import bidirectional_mask
+
+            attention_mask = bidirectional_mask(attention_mask, inputs_embeds)
         return self.adapter.forward(self.body, inputs_embeds, attention_mask, position_ids, past_key_values, use_cache)
 
     def _check_batch(self, input_ids, token_mask, sentence_mask) -> tuple[torch.Tensor, torch.Tensor]:

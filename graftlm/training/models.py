@@ -135,7 +135,7 @@ def build_sllm(cfg: TrainConfig) -> Built:
         if cfg.init_embeddings:
             vae.init_embeddings_from(emb.detach().float())
     sllm = graft(backbone, vae, freeze=cfg.freeze, train_layers=cfg.train_layers,
-                 termination_gamma=cfg.termination_gamma, tokenizer=tokenizer)
+                 termination_gamma=cfg.termination_gamma, tokenizer=tokenizer, attention=cfg.attention)
     pad, _, _ = special_ids(tokenizer)
     return Built(sllm, tokenizer, "sllm", _segment_budget(vae, cfg), pad, backbone_factory=factory,
                  info={"parameters": sum(p.numel() for p in sllm.parameters()),

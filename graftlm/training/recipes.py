@@ -49,6 +49,7 @@ class TrainConfig:
     freeze: str = "none"  # none | vae | backbone
     train_layers: int | None = None  # keep only the first and last k backbone layers trainable
     termination_gamma: float = 2.0
+    attention: str = "causal"  # causal | bidirectional (the authors' leak, research only: graftlm.sllm.leak)
     # optimisation
     batch_size: int = 128  # per process: segments (SVAE) or paragraph windows (SLLM)
     gradient_accumulation_steps: int = 1
@@ -95,6 +96,7 @@ class TrainConfig:
         _choice("mixed_precision", self.mixed_precision, ("no", "fp16", "bf16"))
         _choice("freeze", self.freeze, ("none", "vae", "backbone"))
         _choice("vae_preset", self.vae_preset, ("official", "modern"))
+        _choice("attention", self.attention, ("causal", "bidirectional"))
         for k in ("batch_size", "gradient_accumulation_steps", "max_steps", "max_tokens", "max_sentences",
                   "save_every", "log_every", "eval_every", "eval_size", "eval_batches", "bucket_pool",
                   "shuffle_buffer", "prefetch_factor"):
