@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from graftlm.plugins import BackboneAdapter, hookimpl
+from graftlm.plugins.adapter import cache_keyword, cache_of
 
 
 class TeleChatAdapter(BackboneAdapter):
@@ -56,11 +57,11 @@ class TeleChatAdapter(BackboneAdapter):
         out = body(
             inputs_embeds=inputs_embeds,
             attention_mask=attention_mask,
-            past_key_values=past_key_values,
             use_cache=use_cache,
             return_dict=True,
+            **{cache_keyword(body): past_key_values},
         )
-        return out.last_hidden_state, (out.past_key_values if use_cache else None)
+        return out.last_hidden_state, (cache_of(out) if use_cache else None)
 
 
 @hookimpl

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from abc import ABC, abstractmethod
 from typing import Any
 
@@ -15,7 +16,8 @@ class BackboneAdapter(ABC):
     Subclasses set ``name`` and ``model_types`` (the ``config.model_type`` values they handle) and
     implement `strip`. The other methods have defaults that fit most `transformers` decoders
     (``config.hidden_size``, ``config.max_position_embeddings``, ``body.layers`` and a call with
-    ``inputs_embeds``/``attention_mask``/``position_ids``/``past_key_values``); override the ones
+    ``inputs_embeds``/``attention_mask``/``position_ids`` and the KV cache under the keyword the
+    installed transformers names in the body's signature, see `cache_keyword`); override the ones
     your backbone names differently. Adapters are stateless: every method gets the model or body
     it works on.
     """
@@ -70,10 +72,10 @@ class BackboneAdapter(ABC):
             inputs_embeds=inputs_embeds,
             attention_mask=attention_mask,
             position_ids=position_ids,
-            past_key_values=past_key_values,
             use_cache=use_cache,
+            **{cache_keyword(body): past_key_values},
         )
-        return out.last_hidden_state, (out.past_key_values if use_cache else None)
+        return out.last_hidden_state, (cache_of(out) if use_cache else None)
 
     def new_cache(self, body: nn.Module) -> Any:
         """An empty KV cache of the backbone's own class (default: transformers' DynamicCache)."""
@@ -88,6 +90,47 @@ class BackboneAdapter(ABC):
     def source(self) -> str:
         """Where the adapter comes from, for `graftlm adapters` (set by the plugin manager)."""
         return getattr(self, "_graftlm_source", type(self).__module__)
+
+
+CACHE_KEYWORDS = ("cache", "past_key_values")  # newest transformers first
+
+
+def cache_keyword(module: nn.Module) -> str:
+    """The keyword ``module.forward`` takes its KV cache under: ``cache`` (transformers >= 5.x,
+    where ``past_key_values`` is deprecated) or ``past_key_values`` (older releases).
+
+    Read from the signature, never guessed: a deprecated name might one day be swallowed by
+    ``**kwargs`` and generation would silently run without its cache, so a forward that names
+    neither is an error.
+    """
+    forward = getattr(module, "forward", None)
+    try:
+        params = inspect.signature(forward).parameters
+    except (TypeError, ValueError) as err:
+        raise TypeError(f"cannot read the signature of {type(module).__name__}.forward to pass its KV cache") from err
+    for name in CACHE_KEYWORDS:
+        if name in params:
+            return name
+    raise TypeError(
+        f"{type(module).__name__}.forward takes neither `cache` nor `past_key_values`; write a BackboneAdapter "
+        "whose forward passes the KV cache under the name this backbone uses"
+    )
+
+
+def cache_of(output: Any) -> Any:
+    """The updated KV cache in a transformers model output (``cache`` or ``past_key_values``)."""
+    for name in CACHE_KEYWORDS:
+        try:
+            value = output[name] if name in output else None
+        except TypeError:  # not a mapping (a plain tuple or object)
+            value = None
+        if value is not None:
+            return value
+    for name in CACHE_KEYWORDS:
+        value = getattr(output, name, None)
+        if value is not None:
+            return value
+    return None
 
 
 def mark_grafted(model: nn.Module) -> None:

@@ -72,6 +72,40 @@ def _apply_freezing(sllm: SentenceLLM, frozen: set[str], train_layers: int | Non
                 p.requires_grad_(True)
 
 
+def _check_lora_targets(model: nn.Module, lora: Any) -> None:
+    """Fail before anything is stripped when a list of ``target_modules`` names no module at all.
+    (peft matches a name by its last components; regex strings are left to the injection, whose
+    failure is rolled back.)"""
+    targets = lora.target_modules
+    if targets is None or isinstance(targets, str):
+        return
+    names = [n for n, _ in model.named_modules() if n]
+    if not any(n == t or n.endswith("." + t) for t in targets for n in names):
+        leaves = sorted({n.rsplit(".", 1)[-1] for n, m in model.named_modules() if n and not list(m.children())})
+        raise ValueError(
+            f"LoraConfig(target_modules={sorted(targets)!r}) matches no module of {type(model).__name__}; "
+            f"its leaf module names are: {', '.join(leaves[:30])}. The model was not modified."
+        )
+
+
+class _Rollback:
+    """Undo everything `graft` does to ``model`` (stripped modules, injected LoRA layers, graftlm/peft
+    attributes, requires_grad) when a later step fails: grafting is all-or-nothing."""
+
+    def __init__(self, model: nn.Module) -> None:
+        self.modules = [(m, dict(m._modules), set(vars(m))) for m in model.modules()]
+        self.grads = [(p, p.requires_grad) for p in model.parameters()]
+
+    def restore(self) -> None:
+        for module, children, attrs in self.modules:
+            module._modules.clear()
+            module._modules.update(children)
+            for extra in set(vars(module)) - attrs:
+                delattr(module, extra)
+        for p, flag in self.grads:
+            p.requires_grad_(flag)
+
+
 def _inject_lora(body: nn.Module, lora: Any) -> None:
     try:
         from peft import LoraConfig, inject_adapter_in_model
@@ -82,6 +116,16 @@ def _inject_lora(body: nn.Module, lora: Any) -> None:
     inject_adapter_in_model(lora, body)
     if not any("lora_" in n for n, _ in body.named_parameters()):
         raise ValueError(f"LoraConfig(target_modules={lora.target_modules!r}) matched no module of the backbone body")
+
+
+def _rolled_back(err: Exception) -> Exception | None:
+    """The same error type with a note that nothing was changed, or None if it cannot be rebuilt."""
+    if not isinstance(err, (ValueError, TypeError, RuntimeError, KeyError, AttributeError)):
+        return None
+    try:
+        return type(err)(f"{err} (grafting was rolled back: the backbone is unchanged and can be grafted again)")
+    except Exception:
+        return None
 
 
 def graft(
@@ -115,8 +159,10 @@ def graft(
             authors' leak reproduced for research (warns; see `graftlm.sllm.leak`).
 
     Raises ValueError for an already grafted model, an architecture no adapter handles, a vocab
-    mismatch, bad options; TypeError for a non-VAE or a bad ``lora``. All checks run before
-    ``model`` is modified.
+    mismatch, bad options, LoRA ``target_modules`` that match nothing; TypeError for a non-VAE or a
+    bad ``lora``. All checks run before ``model`` is modified, and if a later step still fails
+    (e.g. peft refuses a module) every change is rolled back, so ``model`` can be used or grafted
+    again.
     """
     if isinstance(model, SentenceLLM) or is_grafted(model):
         raise ValueError("this model is already grafted (its embedding and LM head are gone); graft a fresh backbone")
@@ -139,6 +185,8 @@ def graft(
     if not adapter.matches(model):
         raise ValueError(f"adapter {adapter.name!r} does not match {type(model).__name__}")
     _check_vocab(model, vae, tokenizer, own_vocab)
+    if lora is not None:
+        _check_lora_targets(model, lora)
 
     backbone_info = {
         "adapter": adapter.name,
@@ -146,29 +194,37 @@ def graft(
         "reference": getattr(model, "_graftlm_source", None) or getattr(getattr(model, "config", None), "_name_or_path", "") or None,
         "config": model.config.to_dict() if hasattr(getattr(model, "config", None), "to_dict") else None,
     }
-    body = adapter.strip(model)
-    mark_grafted(model)
-    mark_grafted(body)
-    if lora is not None:
-        _inject_lora(body, lora)
-    options = {
-        "freeze": sorted(frozen),
-        "train_layers": train_layers,
-        "lora": lora.to_dict() if lora is not None else None,
-        "own_vocab": own_vocab,
-        "attention": attention,
-    }
-    sllm = SentenceLLM(
-        vae, body, adapter,
-        termination_gamma=termination_gamma,
-        termination_weight=termination_weight,
-        graft_options=options,
-        backbone_info=backbone_info,
-        tokenizer=tokenizer,
-    )
-    param = next(body.parameters())
-    sllm.to(device=param.device)
-    for module in (sllm.proj_in, sllm.proj_out, sllm.termination_head):
-        module.to(dtype=param.dtype)
-    _apply_freezing(sllm, frozen, train_layers, lora)
+    rollback = _Rollback(model)
+    try:
+        body = adapter.strip(model)
+        mark_grafted(model)
+        mark_grafted(body)
+        if lora is not None:
+            _inject_lora(body, lora)
+        options = {
+            "freeze": sorted(frozen),
+            "train_layers": train_layers,
+            "lora": lora.to_dict() if lora is not None else None,
+            "own_vocab": own_vocab,
+            "attention": attention,
+        }
+        sllm = SentenceLLM(
+            vae, body, adapter,
+            termination_gamma=termination_gamma,
+            termination_weight=termination_weight,
+            graft_options=options,
+            backbone_info=backbone_info,
+            tokenizer=tokenizer,
+        )
+        param = next(body.parameters())
+        sllm.to(device=param.device)
+        for module in (sllm.proj_in, sllm.proj_out, sllm.termination_head):
+            module.to(dtype=param.dtype)
+        _apply_freezing(sllm, frozen, train_layers, lora)
+    except Exception as err:
+        rollback.restore()
+        wrapped = _rolled_back(err)
+        if wrapped is None:
+            raise
+        raise wrapped from err
     return sllm

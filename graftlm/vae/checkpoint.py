@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
 from graftlm.vae.config import SentenceVAEConfig
 
@@ -69,8 +69,14 @@ def from_pretrained(cls, directory: str | Path, device=None, dtype: torch.dtype 
     for name in (CONFIG_NAME, WEIGHTS_NAME):
         if not (directory / name).is_file():
             raise ValueError(f"{directory} has no {name}; expected a folder written by SentenceVAE.save_pretrained")
-    model = cls(SentenceVAEConfig.from_json_file(directory / CONFIG_NAME))
-    load_checked(model, load_file(str(directory / WEIGHTS_NAME)), str(directory / WEIGHTS_NAME))
+    from graftlm.safetensors_io import read_safetensors
+
+    if dtype is not None and not isinstance(dtype, torch.dtype):
+        raise TypeError(f"dtype must be a torch.dtype such as torch.bfloat16, got {dtype!r}")
+    config = SentenceVAEConfig.from_json_file(directory / CONFIG_NAME)
+    state = read_safetensors(directory / WEIGHTS_NAME, "SentenceVAE weights")
+    model = cls(config)
+    load_checked(model, state, str(directory / WEIGHTS_NAME))
     return model.to(device=device, dtype=dtype).eval()
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,16 @@ FUSIONS = ("sum", "mean", "weighted")
 POSITIONS = ("rope", "sinusoidal")
 ACTIVATIONS = ("gelu", "relu")
 LOSSES = ("focal", "ce")
+
+
+# (field, lower bound, bound excluded, what the value means) for the float fields
+_FLOAT_RANGES = (
+    ("dropout", 0.0, False, "a probability"),
+    ("focal_gamma", 0.0, False, "0 = plain cross-entropy, the paper uses 2"),
+    ("rope_theta", 0.0, True, "the RoPE base, usually 10000"),
+    ("layer_norm_eps", 0.0, True, "a small positive constant such as 1e-5"),
+    ("init_std", 0.0, True, "the std of the normal weight init, e.g. 0.02"),
+)
 
 
 @dataclass
@@ -90,10 +101,14 @@ class SentenceVAEConfig:
         for name, allowed in (("fusion", FUSIONS), ("position", POSITIONS), ("activation", ACTIVATIONS), ("loss", LOSSES)):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"unknown {name} {getattr(self, name)!r}; choose one of {allowed}")
+        for name, low, strict, hint in _FLOAT_RANGES:
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+                    or value < low or (strict and value == low):
+                bound = f"> {low}" if strict else f">= {low}"
+                raise ValueError(f"SentenceVAEConfig.{name} must be a finite number {bound}, got {value!r}; {hint}")
         if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
-        if self.focal_gamma < 0:
-            raise ValueError(f"focal_gamma must be >= 0, got {self.focal_gamma}")
+            raise ValueError(f"SentenceVAEConfig.dropout must be in [0, 1), got {self.dropout}")
         if self.tie_word_embeddings and self.embed_dim != self.hidden_size:
             raise ValueError(
                 f"tie_word_embeddings needs embed_dim == hidden_size (got {self.embed_dim} vs {self.hidden_size}); "
@@ -145,7 +160,16 @@ class SentenceVAEConfig:
     @classmethod
     def from_json_file(cls, path: str | Path) -> "SentenceVAEConfig":
         try:
-            data = json.loads(Path(path).read_text())
-        except json.JSONDecodeError as err:
-            raise ValueError(f"{path} is not valid JSON: {err}") from err
-        return cls.from_dict(data)
+            data = json.loads(Path(path).read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            raise ValueError(f"{path} is not valid JSON: {err}; re-save it with SentenceVAE.save_pretrained") from err
+        if not isinstance(data, dict):
+            raise ValueError(f"{path} must hold a JSON object of SentenceVAEConfig fields, got {type(data).__name__}")
+        missing = [f.name for f in dataclasses.fields(cls)
+                   if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING and f.name not in data]
+        if missing:
+            raise ValueError(f"{path} lacks the required SentenceVAEConfig field(s) {missing}")
+        try:
+            return cls.from_dict(data)
+        except (ValueError, TypeError) as err:
+            raise ValueError(f"{path}: {err}") from err

@@ -56,6 +56,41 @@ def next_tokens(
     return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
 
 
+def _banned_ids(c, ignore_eos: bool) -> list[int]:
+    """Token ids generation never emits as content: pad and bos (unless one of them is also eos,
+    which ends the sentence), and eos itself under ``ignore_eos``."""
+    banned = {c.pad_token_id, c.bos_token_id} - {c.eos_token_id}
+    if ignore_eos:
+        banned.add(c.eos_token_id)
+    if len(banned) >= c.vocab_size:
+        raise ValueError(
+            f"vocab_size={c.vocab_size} leaves no content token besides pad/bos/eos {sorted(banned)}; "
+            "a SentenceVAE needs a real vocabulary"
+        )
+    return sorted(banned)
+
+
+def _check_finite_vectors(vectors: torch.Tensor) -> None:
+    if vectors.ndim != 2:
+        raise ValueError(f"sentence_vectors must be (batch, hidden_size), got shape {tuple(vectors.shape)}")
+    bad = ~torch.isfinite(vectors).all(-1)
+    if bool(bad.any()):
+        rows = bad.nonzero().flatten().tolist()
+        raise ValueError(
+            f"sentence_vectors rows {rows[:10]} contain NaN or inf; nothing can be decoded from them. "
+            "Check where they come from (an encoder or backbone with non-finite weights, a diverged run)"
+        )
+
+
+def _raise_nonfinite(rows_mask: torch.Tensor, step: int) -> None:
+    rows = rows_mask.nonzero().flatten().tolist()
+    raise ValueError(
+        f"the SentenceVAE decoder produced NaN/inf logits (rows {rows[:10]}, by token {step}) from finite "
+        "sentence vectors: its weights are not finite or overflow in this dtype. Reload a good checkpoint "
+        "(check it with torch.isfinite on every parameter) or run in float32"
+    )
+
+
 def generate(
     model: "SentenceVAE",
     sentence_vectors: torch.Tensor,
@@ -74,7 +109,8 @@ def generate(
 
     ``max_new_tokens`` None = ``config.max_tokens`` (64 in both presets). Each row stops at its
     own eos (finished rows are fed padding until every row is done or ``max_new_tokens`` is
-    reached). ``ignore_eos=True`` forbids eos, so every row gets exactly
+    reached). Pad and bos are never emitted as content tokens. NaN/inf vectors or logits (non-finite
+    weights) raise ValueError instead of decoding garbage. ``ignore_eos=True`` forbids eos, so every row gets exactly
     ``max_new_tokens`` tokens (fixed-length benchmarks). ``use_cache=False`` recomputes the whole
     prefix every step (same tokens, slower). Returns one list of ids per row without bos/eos, or
     with ``return_tensors=True`` ``(ids (B, T) long, mask (B, T) bool)``, right-padded with the
@@ -96,14 +132,17 @@ def generate(
     if top_p is not None and not 0.0 < top_p <= 1.0:
         raise ValueError(f"top_p must be in (0, 1] or None, got {top_p!r}")
 
+    banned = _banned_ids(c, ignore_eos)
     decoder = model.decoder
     param = next(model.parameters())
     with torch.inference_mode():
         vectors = sentence_vectors.to(device=param.device, dtype=param.dtype)
+        _check_finite_vectors(vectors)
         batch = vectors.shape[0]
         prefix = torch.full((batch, 1), c.bos_token_id, dtype=torch.long, device=vectors.device)
         out = torch.full((batch, max_new_tokens), c.pad_token_id, dtype=torch.long, device=vectors.device)
         finished = torch.zeros(batch, dtype=torch.bool, device=vectors.device)
+        nonfinite = torch.zeros(batch, dtype=torch.bool, device=vectors.device)
         cache = decoder.new_cache(vectors, capacity=max_new_tokens) if use_cache else None
         steps = 0
         for t in range(max_new_tokens):
@@ -111,8 +150,9 @@ def generate(
                 logits = decoder(vectors, prefix[:, -1:], cache)[:, -1]
             else:
                 logits = decoder(vectors, prefix)[:, -1]
-            if ignore_eos:
-                logits[:, c.eos_token_id] = float("-inf")
+            nonfinite |= ~torch.isfinite(logits).all(-1)
+            # pad and bos are structure, never content: a sentence may not contain them
+            logits[:, banned] = float("-inf")
             token = next_tokens(
                 logits, do_sample=do_sample, temperature=temperature, top_k=top_k, top_p=top_p, generator=generator
             )
@@ -121,10 +161,15 @@ def generate(
             steps = t + 1
             if not ignore_eos:
                 finished |= token == c.eos_token_id
-                if bool(finished.all()):  # one host sync per step
+                done, bad = torch.stack([finished.all(), nonfinite.any()]).tolist()  # one host sync per step
+                if bad:
+                    _raise_nonfinite(nonfinite, t)
+                if done:
                     break
             if t + 1 < max_new_tokens:
                 prefix = torch.cat([prefix, token[:, None]], dim=1)
+        if ignore_eos and bool(nonfinite.any()):
+            _raise_nonfinite(nonfinite, steps - 1)
 
         out = out[:, :steps]
         is_eos = (out == c.eos_token_id) if not ignore_eos else torch.zeros_like(out, dtype=torch.bool)
