@@ -1,25 +1,36 @@
-"""Where segments may be cut, and how segments are counted in tokens.
+"""Where segments may be cut, where the whitespace at a cut goes, and how segments are counted.
 
 Kept apart from `graftlm.segmenter` so that the segmenter module reads as the algorithm alone.
 
-The default rule is the paper's (reference.md §2): cut after any of ``，。”！？；：,.!?;:"``, after
-the two-character pairs ``……``, ``."``, ``".``, ``?"``, ``!"``, ``,"`` (and the CJK ones such as
-``。”``), and after a line break. Two refinements, both documented choices:
+Two cut rules:
 
-* a *run* of cut characters is one cut, and closing quotes/brackets right after punctuation join
-  that cut (``Hi."`` → one cut after the quote; ``...`` → one cut after the third dot), which
-  subsumes every listed pair;
-* a straight ``"`` only cuts when it closes, i.e. follows a non-space character: the authors'
-  rule also cuts after an *opening* quote, which leaves a lone ``"`` segment behind
-  (``He said, "Hi."`` would give ``He said, `` | ``"`` | ``Hi."``).
+* ``"semantic"`` (the default) cuts where a reader would: after ``, . ; : ! ?`` (a run of them, with
+  closing quotes/brackets, is one cut) only when whitespace or the end of the text follows, so
+  numbers (``4,500``, ``12.99``, ``3.11.7``), dotted names (``os.path.join``), URLs and file paths
+  are never cut; not after common abbreviations (``e.g.``, ``i.e.``, ``Mr.``, ``Dr.``, an initial
+  such as ``J.``), and after ``etc.`` or a dotted acronym (``U.S.``) only when a capital letter
+  follows; after CJK punctuation (``，。！？；：``, no whitespace needed); and at every line break.
+* ``"paper"``: the authors' collator (reference.md §2), for reproduction and their checkpoints:
+  after any of ``，。”！？；：,.!?;:"`` wherever it stands (decimals and abbreviations cut too), after
+  ``……`` and a line break; runs and closers join one cut, and a straight ``"`` only cuts when it
+  closes (the authors' rule also cuts after an opening quote, leaving a lone ``"`` segment).
 
-Whitespace after a cut stays with the preceding segment (so ``\\r\\n`` is never split there).
+Whitespace at a cut goes to the **following** segment by default, as byte-level BPE attaches a
+space to the next word: ``"The cat sat. The dog ran."`` → ``"The cat sat."`` | ``" The dog ran."``.
+A segment's end then never says whether the text goes on (with the paper's convention, every
+segment but a document's last ends in whitespace: a perfect "continue" cue the termination head
+learns instead of content), a prompt typed as ``"The cat sat."`` looks like training data, and a
+generated sentence carries its own separator. Whitespace at the end of a text stays with the last
+segment (there is no following one). ``whitespace="preceding"`` is the paper's convention.
 """
 
 from __future__ import annotations
 
 import re
 from typing import Any, Sequence
+
+RULES = ("semantic", "paper")
+WHITESPACE_MODES = ("following", "preceding")
 
 #: Characters after which the paper cuts (``”`` is the CJK/typographic closing quote).
 CUT_CHARS = "，。！？；：,.!?;:”"
@@ -29,17 +40,94 @@ CLOSERS = "\"”’'」』）)]…"
 _CUT_START = f'(?:……|[{re.escape(CUT_CHARS)}]|(?<=\\S)")'
 _CUT_CONTINUE = f"(?:[{re.escape(CUT_CHARS + CLOSERS)}])*"
 
-#: The default cut pattern: a cut goes right after the end of every match.
-DEFAULT_PATTERN = f"{_CUT_START}{_CUT_CONTINUE}|\\r\\n|[\\r\\n]"
+#: The paper's cut pattern: a cut goes right after the end of every match.
+PAPER_PATTERN = f"{_CUT_START}{_CUT_CONTINUE}|\\r\\n|[\\r\\n]"
+#: Kept for code that imported it: the paper's pattern.
+DEFAULT_PATTERN = PAPER_PATTERN
 
+_LATIN_CUT = re.compile(f"(?:[,.;:!?]|…)+[{re.escape(CLOSERS)}]*(?=\\s|$)")
+_CJK_CUT = re.compile(f"(?:[，。！？；：]|……)+[{re.escape(CLOSERS)}”]*")
+_LINE_BREAK_RUN = re.compile(r"[^\S\r\n]*(?:\r\n|[\r\n])\s*")
+#: Words after which a "." never ends a segment (lower-cased, without the final dot).
+NO_CUT_AFTER = frozenset(
+    "mr mrs ms mx dr prof sr jr st rev fr hon gen col capt cpt lt sgt mt ft "
+    "e.g i.e cf vs viz approx ca no nos vol vols fig figs eq eqs ch sec pp p op ed eds al resp esp".split()
+)
+#: Words after which a "." ends a segment only when a capital letter follows.
+CUT_IF_CAPITAL_FOLLOWS = frozenset("etc inc ltd co corp bros jan feb mar apr jun jul aug sep sept oct nov dec".split())
+_WORD_BEFORE_DOT = re.compile(r"([A-Za-z][A-Za-z.]*)\.$")
+_ACRONYM = re.compile(r"(?:[A-Za-z]\.){2,}$")
 _WHITESPACE_RUN = re.compile(r"\s*")
 _LINE_BREAK = re.compile(r"\r\n|[\r\n]")
 
 
-def compile_pattern(pattern: str | re.Pattern[str] | None) -> re.Pattern[str]:
-    """Compile a cut pattern (``None`` → `DEFAULT_PATTERN`), with a clear error when it is invalid."""
+def _semantic_keeps(text: str, end: int) -> bool:
+    """False when the Latin cut ending at ``end`` follows an abbreviation that does not end a segment."""
+    if text[end - 1] != "." or (end >= 2 and text[end - 2] in ".!?"):
+        return True  # only a lone final dot can belong to an abbreviation
+    word_match = _WORD_BEFORE_DOT.search(text, max(0, end - 24), end)
+    if word_match is None:
+        return True
+    word = word_match.group(1)
+    start = word_match.start(1)
+    if start > 0 and not (text[start - 1].isspace() or text[start - 1] in "(\"'“‘["):
+        return True  # e.g. "x.e.g." glued to something: not a standalone abbreviation
+    following = _WHITESPACE_RUN.match(text, end).end()
+    capital_follows = following < len(text) and text[following].isupper()
+    lowered = word.lower()
+    if lowered in NO_CUT_AFTER:
+        return False
+    if len(word) == 1 and word.isupper() and word != "I":
+        return False  # an initial: "J. Smith"
+    if lowered in CUT_IF_CAPITAL_FOLLOWS or _ACRONYM.fullmatch(word + "."):
+        return capital_follows
+    return True
+
+
+def raw_cuts(text: str, rule: str, pattern: re.Pattern[str] | None) -> list[int]:
+    """Cut points before whitespace placement: right after each cut, or inside a line-break run."""
+    if pattern is not None or rule == "paper":
+        compiled = pattern if pattern is not None else re.compile(PAPER_PATTERN)
+        return [m.end() for m in compiled.finditer(text)]
+    cuts = [m.end() for m in _LATIN_CUT.finditer(text) if _semantic_keeps(text, m.end())]
+    cuts += [m.end() for m in _CJK_CUT.finditer(text)]
+    cuts += [m.start() for m in _LINE_BREAK_RUN.finditer(text)]
+    return cuts
+
+
+def place_cuts(text: str, cuts: Sequence[int], whitespace: str) -> list[int]:
+    """Sorted cut positions strictly inside ``text``, each moved to the edge of the whitespace run
+    it touches: its start (``"following"``: the whitespace begins the next segment) or its end
+    (``"preceding"``). A cut that would leave a whitespace-only last segment is dropped."""
+    n = len(text)
+    body_end = len(text.rstrip())
+    placed: set[int] = set()
+    for cut in cuts:
+        if whitespace == "preceding":
+            cut = _WHITESPACE_RUN.match(text, cut).end()
+        else:
+            while cut > 0 and text[cut - 1].isspace():
+                cut -= 1
+        if 0 < cut < n and (whitespace == "preceding" or cut < body_end):
+            placed.add(cut)
+    return sorted(placed)
+
+
+def check_rule(rule: str, whitespace: str | None) -> str:
+    """Validate ``rule`` / ``whitespace``; returns the whitespace mode (default per rule)."""
+    if rule not in RULES:
+        raise ValueError(f"rule must be one of {RULES}, got {rule!r}")
+    if whitespace is None:
+        return "preceding" if rule == "paper" else "following"
+    if whitespace not in WHITESPACE_MODES:
+        raise ValueError(f"whitespace must be one of {WHITESPACE_MODES} (where the whitespace at a cut goes), got {whitespace!r}")
+    return whitespace
+
+
+def compile_pattern(pattern: str | re.Pattern[str] | None) -> re.Pattern[str] | None:
+    """Compile a custom cut pattern (``None`` stays None: the rule decides), with a clear error."""
     if pattern is None:
-        return re.compile(DEFAULT_PATTERN)
+        return None
     if isinstance(pattern, re.Pattern):
         if not isinstance(pattern.pattern, str):
             raise TypeError("pattern must be a str regular expression, not a bytes one")
@@ -52,20 +140,6 @@ def compile_pattern(pattern: str | re.Pattern[str] | None) -> re.Pattern[str]:
         raise ValueError(f"pattern {pattern!r} is not a valid regular expression: {err}") from err
 
 
-def cut_positions(text: str, pattern: re.Pattern[str]) -> list[int]:
-    """Sorted positions strictly inside ``text`` where a cut goes.
-
-    A cut goes after each match of ``pattern`` (a zero-width match cuts where it stands), moved
-    past any whitespace that follows so the whitespace stays with the preceding segment.
-    """
-    cuts: set[int] = set()
-    for match in pattern.finditer(text):
-        end = _WHITESPACE_RUN.match(text, match.end()).end()
-        if 0 < end < len(text):
-            cuts.add(end)
-    return sorted(cuts)
-
-
 def atom_end(text: str, start: int) -> int:
     """End of the smallest piece that may start at ``start``: one character, or ``\\r\\n`` whole."""
     return start + 2 if text.startswith("\r\n", start) else start + 1
@@ -76,10 +150,11 @@ def splits_crlf(text: str, position: int) -> bool:
     return 0 < position < len(text) and text[position - 1] == "\r" and text[position] == "\n"
 
 
-def ends_paragraph(segment: str) -> bool:
-    """True when the whitespace that ends ``segment`` holds two or more line breaks (``\\n\\n``)."""
-    tail = segment[len(segment.rstrip()) :]
-    return len(_LINE_BREAK.findall(tail)) >= 2
+def paragraph_break_between(previous: str, following: str) -> bool:
+    """True when the whitespace where ``previous`` meets ``following`` holds two or more line breaks."""
+    tail = previous[len(previous.rstrip()) :]
+    head = following[: len(following) - len(following.lstrip())]
+    return len(_LINE_BREAK.findall(tail + head)) >= 2
 
 
 class TokenCounter:

@@ -2,8 +2,9 @@
 
 `RegexSegmenter.split` works in three passes over a text:
 
-1. **cut** after every match of the cut pattern (the paper's punctuation rule by default, see
-   `graftlm.segmentation_rules`), whitespace after a cut staying with the preceding segment;
+1. **cut** where the rule says (``rule="semantic"`` by default, ``"paper"`` for the authors'
+   rule, or a custom ``pattern``; see `graftlm.segmentation_rules`), the whitespace at a cut going
+   to the following segment (``whitespace="following"``, the default except for the paper rule);
 2. **budget**: a segment with more than ``max_tokens`` tokens is split into pieces of at most
    ``max_tokens`` tokens, preferring cuts after whitespace; nothing is ever truncated;
 3. **merge** (only with ``min_tokens``): a segment shorter than ``min_tokens`` absorbs the
@@ -29,9 +30,11 @@ from graftlm.interfaces import Segmenter
 from graftlm.segmentation_rules import (
     TokenCounter,
     atom_end,
+    check_rule,
     compile_pattern,
-    cut_positions,
-    ends_paragraph,
+    paragraph_break_between,
+    place_cuts,
+    raw_cuts,
     splits_crlf,
 )
 
@@ -39,7 +42,7 @@ __all__ = ["RegexSegmenter", "SegmentedBatch", "segment_and_tokenize", "split_pa
 
 
 class RegexSegmenter:
-    """Cuts text after punctuation, within a token budget; lossless.
+    """Cuts text into clauses at punctuation, within a token budget; lossless.
 
     Args:
         max_tokens: most tokens per segment (≥ 1). Longer segments are split, never truncated.
@@ -54,8 +57,14 @@ class RegexSegmenter:
         tokenizer: HF-like tokenizer used to count tokens (``tokenizer(texts,
             add_special_tokens=False)["input_ids"]``). ``None`` counts UTF-8 bytes, which is
             exactly what `graftlm.ByteTokenizer` produces.
-        pattern: regular expression (str or compiled); a cut goes after each match. ``None`` is
-            the paper's rule, `graftlm.segmentation_rules.DEFAULT_PATTERN`.
+        pattern: a custom regular expression (str or compiled); a cut goes after each match,
+            replacing ``rule``. ``None``: the rule decides.
+        rule: ``"semantic"`` (default: no cut inside numbers, dotted names, URLs, paths or after
+            common abbreviations) or ``"paper"`` (the authors' rule, for reproduction and their
+            checkpoints; `RegexSegmenter.paper`).
+        whitespace: where the whitespace at a cut goes: ``"following"`` (default; the next segment
+            starts with it, as BPE attaches a space to the next word) or ``"preceding"`` (the
+            paper's convention, the default of ``rule="paper"``).
     """
 
     def __init__(
@@ -64,6 +73,8 @@ class RegexSegmenter:
         min_tokens: int | None = None,
         tokenizer: Any = None,
         pattern: str | re.Pattern[str] | None = None,
+        rule: str = "semantic",
+        whitespace: str | None = None,
     ) -> None:
         if isinstance(max_tokens, bool) or not isinstance(max_tokens, int):
             raise TypeError(f"max_tokens must be an int, got {type(max_tokens).__name__}")
@@ -81,13 +92,27 @@ class RegexSegmenter:
         self.min_tokens = min_tokens
         self.tokenizer = tokenizer
         self.pattern = compile_pattern(pattern)
+        self.whitespace = check_rule(rule, whitespace)
+        self.rule = rule
         self._counter = TokenCounter(tokenizer)
 
+    @classmethod
+    def paper(cls, max_tokens: int = 64, tokenizer: Any = None, **kwargs: Any) -> RegexSegmenter:
+        """The authors' rule and whitespace convention (cut after any punctuation, whitespace kept
+        with the preceding segment), for reproducing the paper and for their checkpoints."""
+        return cls(max_tokens=max_tokens, tokenizer=tokenizer, rule="paper", **kwargs)
+
+    def settings(self) -> dict[str, Any]:
+        """The options that decide the segments (JSON-serialisable; the tokenizer excluded)."""
+        return {"max_tokens": self.max_tokens, "min_tokens": self.min_tokens, "rule": self.rule,
+                "whitespace": self.whitespace, "pattern": None if self.pattern is None else self.pattern.pattern}
+
     def __repr__(self) -> str:
+        pattern = "" if self.pattern is None else f", pattern={self.pattern.pattern!r}"
         return (
             f"RegexSegmenter(max_tokens={self.max_tokens}, min_tokens={self.min_tokens}, "
             f"tokenizer={type(self.tokenizer).__name__ if self.tokenizer is not None else None}, "
-            f"pattern={self.pattern.pattern!r})"
+            f"rule={self.rule!r}, whitespace={self.whitespace!r}{pattern})"
         )
 
     def split(self, text: str) -> list[str]:
@@ -96,7 +121,7 @@ class RegexSegmenter:
             raise TypeError(f"RegexSegmenter.split expects a str, got {type(text).__name__}")
         if not text:
             return []
-        clauses = _slice(text, cut_positions(text, self.pattern))
+        clauses = _slice(text, place_cuts(text, raw_cuts(text, self.rule, self.pattern), self.whitespace))
         counted = self._within_budget(clauses)
         if self.min_tokens is not None:
             counted = self._merge_short(counted)
@@ -161,18 +186,21 @@ class RegexSegmenter:
         return lo - 1 if splits_crlf(text, lo) else lo
 
     def _back_off_to_whitespace(self, text: str, start: int, end: int) -> int:
-        """Move ``end`` back to just after the last whitespace in the second half of the piece.
+        """Move ``end`` back to a word boundary in the second half of the piece: just before a
+        whitespace run (``whitespace="following"``) or just after one (``"preceding"``).
 
-        Keeps words whole when possible; keeps ``end`` if the piece already ends in whitespace,
-        ends the text, or has no whitespace in its second half.
+        Keeps words whole when possible; keeps ``end`` if it already sits at such a boundary,
+        ends the text, or the piece has no whitespace in its second half.
         """
-        if end >= len(text) or text[end - 1].isspace():
+        following = self.whitespace == "following"
+        if end >= len(text) or (text[end].isspace() if following else text[end - 1].isspace()):
             return end
-        lowest = max(start, start + (end - start) // 2 - 1)  # the piece keeps at least half its length
-        for i in range(end - 2, lowest - 1, -1):
-            if text[i].isspace():
+        lowest = max(start + 1, start + (end - start) // 2 - 1)  # the piece keeps at least half its length
+        for i in range(end - 1, lowest - 1, -1):
+            boundary = (text[i].isspace() and not text[i - 1].isspace()) if following else text[i - 1].isspace()
+            if boundary and not splits_crlf(text, i):
                 # A prefix of a fitting piece nearly always fits; BPE makes it "nearly", so check.
-                return i + 1 if self._fits(text[start : i + 1]) else end
+                return i if self._fits(text[start:i]) else end
         return end
 
     # -- pass 3: merging short segments ---------------------------------------------------------
@@ -183,7 +211,7 @@ class RegexSegmenter:
         for segment, n_tokens in counted:
             if merged:
                 previous, previous_tokens = merged[-1]
-                if previous_tokens < self.min_tokens and not ends_paragraph(previous):
+                if previous_tokens < self.min_tokens and not paragraph_break_between(previous, segment):
                     joined = previous + segment
                     joined_tokens = self._counter.count(joined)
                     if joined_tokens <= self.max_tokens:

@@ -63,10 +63,70 @@ def test_text_without_punctuation_is_kept_whole():
 
 
 def test_trailing_text_after_last_punctuation_is_kept():
-    assert RegexSegmenter().split("First. and then some") == ["First. ", "and then some"]
+    assert RegexSegmenter().split("First. and then some") == ["First.", " and then some"]
 
 
-# -- the paper's cut rule -------------------------------------------------------------------------
+# -- the default (semantic) rule ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("In 2023, the company sold 4,500 units for $12.99 each.",
+         ["In 2023,", " the company sold 4,500 units for $12.99 each."]),
+        ("Version 3.11.7 is out. See e.g. the docs.", ["Version 3.11.7 is out.", " See e.g. the docs."]),
+        ("Use os.path.join() here. Done.", ["Use os.path.join() here.", " Done."]),
+        ("See https://example.com/a.b?x=1,2 now. Then /usr/lib/python3.11/os.py is read.",
+         ["See https://example.com/a.b?x=1,2 now.", " Then /usr/lib/python3.11/os.py is read."]),
+        ("Mr. Smith and Dr. Jones met Prof. Lee, i.e. the team.", ["Mr. Smith and Dr. Jones met Prof. Lee,", " i.e. the team."]),
+        ("He moved to the U.S. in May. The U.S. Navy", ["He moved to the U.S. in May.", " The U.S.", " Navy"]),
+        ("Apples, pears, etc. are fruit. Buy some, etc. Then go.",
+         ["Apples,", " pears,", " etc. are fruit.", " Buy some,", " etc.", " Then go."]),
+        ("J. R. R. Tolkien wrote it. So did I. Yes.", ["J. R. R. Tolkien wrote it.", " So did I.", " Yes."]),
+        ("Wait... what?! Really?? Yes!!!", ["Wait...", " what?!", " Really??", " Yes!!!"]),
+        ('He said, "Hi." Then left.', ["He said,", ' "Hi."', " Then left."]),
+        ("(see above.) next", ["(see above.)", " next"]),
+        ("One: two; three", ["One:", " two;", " three"]),
+        ("line one\nline two\n\n  Para two.", ["line one", "\nline two", "\n\n  Para two."]),
+    ],
+)
+def test_semantic_cuts(text, expected):
+    assert RegexSegmenter().split(text) == expected
+
+
+def test_semantic_cuts_on_cjk():
+    text = "你好，世界。“是的！”他说……然后"
+    assert RegexSegmenter().split(text) == ["你好，", "世界。", "“是的！”", "他说……", "然后"]
+
+
+def test_no_cut_inside_numbers_or_dotted_names_on_real_text(pydoc_paragraphs):
+    import re
+
+    text = "\n\n".join(pydoc_paragraphs[:200])
+    parts = RegexSegmenter(max_tokens=10**9).split(text)
+    for left, right in zip(parts, parts[1:]):
+        assert not (re.search(r"\d[.,]$", left) and re.match(r"\d", right)), (left[-20:], right[:20])
+        assert not (re.search(r"\w\.$", left) and re.match(r"[A-Za-z_]", right)), (left[-20:], right[:20])
+
+
+@given(st.text())
+def test_whitespace_at_a_cut_goes_to_the_following_segment(text):
+    parts = RegexSegmenter(max_tokens=10**9).split(text)
+    # no segment but the last ends in whitespace; the text's trailing whitespace stays with the last
+    assert not any(part[-1].isspace() for part in parts[:-1])
+
+
+def test_trailing_whitespace_stays_with_the_last_segment():
+    assert RegexSegmenter().split("The cat sat. ") == ["The cat sat. "]
+    assert RegexSegmenter().split("Ab. Cd.\n") == ["Ab.", " Cd.\n"]
+
+
+def test_budget_split_cuts_before_whitespace():
+    parts = RegexSegmenter(max_tokens=12).split("aaaa bbbb cccc dddd")
+    assert "".join(parts) == "aaaa bbbb cccc dddd" and parts[0] == "aaaa bbbb" and parts[1].startswith(" ")
+
+
+# -- the paper's cut rule (a named preset) --------------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -79,41 +139,54 @@ def test_trailing_text_after_last_punctuation_is_kept():
         ("She left.\" He stayed.", ['She left." ', "He stayed."]),
         ('a "quoted". b', ['a "quoted". ', "b"]),
         ("(see above.) next", ["(see above.) ", "next"]),
+        ("In 2023, the company sold 4,500 units for $12.99 each.",
+         ["In 2023, ", "the company sold 4,", "500 units for $12.", "99 each."]),
     ],
 )
 def test_paper_cuts_on_english(text, expected):
-    assert RegexSegmenter().split(text) == expected
+    assert RegexSegmenter.paper().split(text) == expected
+
+
+def test_paper_preset_is_the_paper_rule_and_whitespace():
+    seg = RegexSegmenter.paper(max_tokens=32)
+    assert (seg.rule, seg.whitespace, seg.max_tokens) == ("paper", "preceding", 32)
+    assert RegexSegmenter(rule="paper").split("pi is 3.14") == ["pi is 3.", "14"]
 
 
 def test_paper_cuts_on_cjk():
     text = "你好，世界。“是的！”他说……然后"
-    assert RegexSegmenter().split(text) == ["你好，", "世界。", "“是的！”", "他说……", "然后"]
-
-
-def test_decimals_cut_like_the_paper():
-    assert RegexSegmenter().split("pi is 3.14") == ["pi is 3.", "14"]
+    assert RegexSegmenter.paper().split(text) == ["你好，", "世界。", "“是的！”", "他说……", "然后"]
 
 
 def test_emoji_stay_whole_and_cuts_follow_punctuation():
-    assert RegexSegmenter().split("Hi 😀! Bye 👋🏽.") == ["Hi 😀! ", "Bye 👋🏽."]
+    assert RegexSegmenter.paper().split("Hi 😀! Bye 👋🏽.") == ["Hi 😀! ", "Bye 👋🏽."]
+    assert RegexSegmenter().split("Hi 😀! Bye 👋🏽.") == ["Hi 😀!", " Bye 👋🏽."]
 
 
-def test_crlf_stays_with_preceding_segment():
-    assert RegexSegmenter().split("a\r\nb.\r\n\r\nc") == ["a\r\n", "b.\r\n\r\n", "c"]
+def test_crlf_stays_whole():
+    assert RegexSegmenter.paper().split("a\r\nb.\r\n\r\nc") == ["a\r\n", "b.\r\n\r\n", "c"]
+    assert RegexSegmenter().split("a\r\nb.\r\n\r\nc") == ["a", "\r\nb.", "\r\n\r\nc"]
 
 
 @given(st.text())
-def test_whitespace_after_a_cut_stays_with_preceding_segment(text):
-    parts = RegexSegmenter(max_tokens=10**9).split(text)
+def test_paper_whitespace_after_a_cut_stays_with_preceding_segment(text):
+    parts = RegexSegmenter.paper(max_tokens=10**9).split(text)
     assert not any(part[0].isspace() for part in parts[1:])
 
 
+@given(st.text(), st.sampled_from(["semantic", "paper"]), st.sampled_from(["following", "preceding"]))
+def test_lossless_for_every_rule_and_whitespace_mode(text, rule, whitespace):
+    parts = RegexSegmenter(max_tokens=7, rule=rule, whitespace=whitespace).split(text)
+    assert "".join(parts) == text and all(parts)
+
+
 def test_opening_straight_quote_does_not_cut():
-    assert RegexSegmenter().split('say "yes') == ['say "yes']
+    assert RegexSegmenter.paper().split('say "yes') == ['say "yes']
 
 
 def test_custom_pattern_replaces_the_rule():
-    assert RegexSegmenter(pattern=r"\n").split("a, b.\nc, d.") == ["a, b.\n", "c, d."]
+    assert RegexSegmenter(pattern=r"\n", whitespace="preceding").split("a, b.\nc, d.") == ["a, b.\n", "c, d."]
+    assert RegexSegmenter(pattern=r"\n").split("a, b.\nc, d.") == ["a, b.", "\nc, d."]
 
 
 # -- token budget ---------------------------------------------------------------------------------
@@ -146,7 +219,7 @@ def test_run_on_without_whitespace_is_split_not_truncated():
 
 def test_long_segment_split_prefers_whitespace():
     parts = RegexSegmenter(max_tokens=12).split("the quick brown fox jumps over the lazy dog again")
-    assert all(part.endswith(" ") for part in parts[:-1])
+    assert all(part.startswith(" ") for part in parts[1:])
 
 
 def test_emoji_never_split_inside_a_character():
@@ -173,18 +246,19 @@ class WordTokenizer:
 
 def test_minimal_tokenizer_without_extra_keywords_is_supported():
     parts = RegexSegmenter(max_tokens=3, tokenizer=WordTokenizer()).split("a b c d e f g h")
-    assert parts == ["a b c ", "d e f ", "g h"]
+    assert parts == ["a b c", " d e f", " g h"]
 
 
 # -- min_tokens -----------------------------------------------------------------------------------
 
 
 def test_min_tokens_merges_short_clauses():
-    assert RegexSegmenter(min_tokens=8).split("A, b, c. Dee eee.") == ["A, b, c. ", "Dee eee."]
+    assert RegexSegmenter(min_tokens=8).split("A, b, c. Dee eee.") == ["A, b, c.", " Dee eee."]
 
 
 def test_min_tokens_never_merges_across_paragraph_break():
-    assert RegexSegmenter(min_tokens=20).split("A.\n\nB. C.") == ["A.\n\n", "B. C."]
+    assert RegexSegmenter(min_tokens=20).split("A.\n\nB. C.") == ["A.", "\n\nB. C."]
+    assert RegexSegmenter.paper(min_tokens=20).split("A.\n\nB. C.") == ["A.\n\n", "B. C."]
 
 
 @given(st.text(), st.integers(4, 30), st.integers(1, 30))
@@ -223,6 +297,8 @@ def test_is_a_segmenter():
         ({"pattern": "(unclosed"}, ValueError),
         ({"pattern": 3}, TypeError),
         ({"tokenizer": "gpt2"}, TypeError),
+        ({"rule": "spacy"}, ValueError),
+        ({"whitespace": "both"}, ValueError),
     ],
 )
 def test_bad_arguments_are_rejected(kwargs, error):
@@ -259,7 +335,7 @@ def test_sentence_mask_marks_real_segments(byte_tokenizer):
 
 def test_token_mask_counts_tokens_of_each_segment(byte_tokenizer):
     batch = segment_and_tokenize(["Hi. Yo.", "A, bb, c."], byte_tokenizer)
-    assert batch.token_mask.sum(-1).tolist() == [[4, 3, 0], [3, 4, 2]]
+    assert batch.token_mask.sum(-1).tolist() == [[3, 4, 0], [2, 4, 3]]
 
 
 def test_padding_uses_pad_id(byte_tokenizer):
@@ -287,7 +363,7 @@ def test_round_trip_with_gpt2(gpt2_tokenizer, pydoc_paragraphs):
 
 def test_segments_field_holds_the_split(byte_tokenizer):
     batch = segment_and_tokenize(["Hi. Yo."], byte_tokenizer)
-    assert batch.segments == [["Hi. ", "Yo."]]
+    assert batch.segments == [["Hi.", " Yo."]]
 
 
 def test_special_token_text_is_encoded_as_text(gpt2_tokenizer):
@@ -321,7 +397,7 @@ def test_as_model_inputs(byte_tokenizer):
 
 def test_custom_segmenter_is_used(byte_tokenizer):
     batch = segment_and_tokenize(["a, b. c"], byte_tokenizer, RegexSegmenter(pattern=r"\."))
-    assert batch.segments == [["a, b. ", "c"]]
+    assert batch.segments == [["a, b.", " c"]]
 
 
 @pytest.mark.parametrize(
