@@ -92,10 +92,17 @@ def save_pretrained(sllm: SentenceLLM, directory: str | Path, save_backbone: str
 def _load_reference(reference: str) -> Any:
     if ":" in reference and not Path(reference).exists():
         module, _, func = reference.partition(":")
-        loaded = getattr(importlib.import_module(module), func)()
+        try:
+            loader = getattr(importlib.import_module(module), func)
+        except (ImportError, AttributeError) as err:
+            raise ValueError(f"the saved backbone loader {reference!r} cannot be imported ({err}); pass backbone=...") from err
+        loaded = loader()
         return loaded[0] if isinstance(loaded, tuple) else loaded
     from transformers import AutoModelForCausalLM
 
+    from graftlm.hub import check_pretrained
+
+    check_pretrained(reference, "backbone", key="backbone.reference")
     return AutoModelForCausalLM.from_pretrained(reference)
 
 
@@ -120,33 +127,113 @@ def _lora_config(options: dict[str, Any]) -> Any:
     return LoraConfig(**{k: v for k, v in options.items() if k in names})
 
 
+# field -> (required, check); `version` and the sizes are informative
+_FIELDS: dict[str, bool] = {
+    "format": True, "version": False, "adapter": True, "save_backbone": True, "backbone": True, "graft": True,
+    "termination_gamma": True, "termination_weight": True, "vae_hidden_size": False, "body_hidden_size": False,
+    "dtype": False, "tokenizer": False,
+}
+DTYPES = ("float32", "float16", "bfloat16", "float64")
+
+
+def read_config(path: Path) -> dict[str, Any]:
+    """``sllm_config.json``, checked: valid JSON, our format, every required field, no unknown one."""
+    import difflib
+
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found: not a directory written by SentenceLLM.save_pretrained")
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ValueError(f"{path} is not valid JSON ({err}); re-save the model with save_pretrained") from err
+    if not isinstance(config, dict):
+        raise ValueError(f"{path} must hold a JSON object, got {type(config).__name__}")
+    if config.get("format") != FORMAT:
+        raise ValueError(f"{path} is not a graftlm SentenceLLM config (format={config.get('format')!r}, expected {FORMAT!r})")
+    missing = [k for k, required in _FIELDS.items() if required and k not in config]
+    if missing:
+        raise ValueError(f"{path} lacks the field(s) {missing}; it was not written by SentenceLLM.save_pretrained or was edited")
+    for key in config:
+        if key not in _FIELDS:
+            close = difflib.get_close_matches(key, _FIELDS, n=2)
+            hint = f"; did you mean {' or '.join(map(repr, close))}?" if close else f"; known fields: {', '.join(_FIELDS)}"
+            raise ValueError(f"{path} has an unknown field {key!r}{hint}")
+    if config["save_backbone"] not in SAVE_MODES:
+        raise ValueError(f"{path}: field 'save_backbone' is {config['save_backbone']!r}; expected one of {SAVE_MODES}")
+    if config.get("dtype", "float32") not in DTYPES:
+        raise ValueError(f"{path}: field 'dtype' is {config.get('dtype')!r}; expected one of {', '.join(DTYPES)}")
+    for key in ("backbone", "graft"):
+        if not isinstance(config[key], dict):
+            raise ValueError(f"{path}: field {key!r} must be a JSON object, got {type(config[key]).__name__}")
+    if config["save_backbone"] == "weights" and not isinstance(config["backbone"].get("config"), dict):
+        raise ValueError(f"{path}: field 'backbone.config' is missing, but save_backbone='weights' rebuilds the backbone from it")
+    if config["save_backbone"] == "reference" and not config["backbone"].get("reference"):
+        raise ValueError(f"{path}: field 'backbone.reference' is empty; pass backbone=... to load()")
+    for key in ("termination_gamma", "termination_weight"):
+        if isinstance(config[key], bool) or not isinstance(config[key], (int, float)):
+            raise ValueError(f"{path}: field {key!r} must be a number, got {config[key]!r}")
+    return config
+
+
+def _check_width(backbone: Any, adapter: Any, config: dict[str, Any], path: Path) -> None:
+    """The backbone's width must be the saved body_hidden_size (checked before grafting modifies it)."""
+    saved = config.get("body_hidden_size")
+    if saved is None:
+        return
+    try:
+        width = int(adapter.hidden_size(backbone))
+    except Exception:  # an adapter that only reads the stripped body: checked on the weights below
+        return
+    if width != int(saved):
+        raise ValueError(
+            f"the backbone has width {width} but {path} was saved with body_hidden_size={saved}: pass the backbone "
+            "this SentenceLLM was trained on (same architecture and size)"
+        )
+
+
+def _check_state(sllm: SentenceLLM, state: dict[str, torch.Tensor], config: dict[str, Any], weights: Path) -> None:
+    expected = sllm.state_dict()
+    missing = [k for k in expected if k not in state and not k.startswith("vae.")
+               and not (config["save_backbone"] == "reference" and k.startswith("body."))]
+    unexpected = [k for k in state if k not in expected]
+    shapes = [f"{k}: file {tuple(v.shape)} vs model {tuple(expected[k].shape)}"
+              for k, v in state.items() if k in expected and v.shape != expected[k].shape]
+    if missing or unexpected or shapes:
+        parts = [f"missing {missing[:5]}" if missing else "", f"unexpected {unexpected[:5]}" if unexpected else "",
+                 f"wrong shapes {shapes[:5]}" if shapes else ""]
+        raise ValueError(f"{weights} does not fit the rebuilt model: " + "; ".join(p for p in parts if p)
+                         + " (a different backbone, VAE or LoRA config than the one saved?)")
+
+
 def load(directory: str | Path, *, backbone: Any = None, device: str | torch.device | None = None) -> SentenceLLM:
     """Load a SentenceLLM saved with `SentenceLLM.save_pretrained`.
 
     ``backbone``: a fresh causal LM to graft instead of re-loading the saved reference.
+    Every file is checked (config fields, safetensors integrity, widths and shapes) and an error
+    names the file and the problem; nothing is unpickled.
     """
-    from safetensors.torch import load_file
-
     from graftlm.plugins import list_adapters
+    from graftlm.safetensors_io import read_safetensors
     from graftlm.sllm.graft import graft
     from graftlm.vae import SentenceVAE
 
     directory = Path(directory)
     path = directory / CONFIG_NAME
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} not found: not a directory written by SentenceLLM.save_pretrained")
-    config = json.loads(path.read_text())
-    if config.get("format") != FORMAT:
-        raise ValueError(f"{path} is not a graftlm SentenceLLM config (format={config.get('format')!r})")
+    config = read_config(path)
+    adapters = {e.adapter.name: e.adapter for e in list_adapters()}
+    adapter = adapters.get(config["adapter"])
+    if adapter is None:
+        raise ValueError(f"{path}: adapter {config['adapter']!r} is not registered (installed adapters: {sorted(adapters)})")
+    state = read_safetensors(directory / WEIGHTS_NAME, "SentenceLLM weights")
+    vae = SentenceVAE.from_pretrained(directory / "vae")
     info = config["backbone"]
     if backbone is None:
         if config["save_backbone"] == "weights":
             backbone = _build_from_config(info["config"])
         else:
             backbone = _load_reference(info["reference"])
-    dtype = getattr(torch, config.get("dtype", "float32"))
-    backbone = backbone.to(dtype)
-    vae = SentenceVAE.from_pretrained(directory / "vae")
+    _check_width(backbone, adapter, config, path)
+    backbone = backbone.to(getattr(torch, config.get("dtype", "float32")))
     tokenizer = None
     if config.get("tokenizer") == "byte":
         from graftlm.tokenization import ByteTokenizer
@@ -155,11 +242,9 @@ def load(directory: str | Path, *, backbone: Any = None, device: str | torch.dev
     elif config.get("tokenizer") == "saved":
         from transformers import AutoTokenizer
 
+        if not (directory / "tokenizer").is_dir():
+            raise ValueError(f"{path} says the tokenizer was saved, but {directory / 'tokenizer'} is missing")
         tokenizer = AutoTokenizer.from_pretrained(str(directory / "tokenizer"))
-    adapters = {e.adapter.name: e.adapter for e in list_adapters()}
-    adapter = adapters.get(config["adapter"])
-    if adapter is None:
-        raise ValueError(f"adapter {config['adapter']!r} is not registered (installed adapters: {sorted(adapters)})")
     opts = config["graft"]
     sllm = graft(
         backbone, vae,
@@ -171,15 +256,10 @@ def load(directory: str | Path, *, backbone: Any = None, device: str | torch.dev
         tokenizer=tokenizer,
         own_vocab=True,  # checked when it was grafted
         adapter=adapter,
-        attention=opts.get("attention", "causal"),
+        **({"attention": opts["attention"]} if opts.get("attention") else {}),
     )
-    state = load_file(str(directory / WEIGHTS_NAME))
-    missing, unexpected = sllm.load_state_dict(state, strict=False)
-    missing = [k for k in missing if not k.startswith("vae.")]
-    if config["save_backbone"] == "reference":
-        missing = [k for k in missing if not k.startswith("body.")]
-    if missing or unexpected:
-        raise ValueError(f"{directory / WEIGHTS_NAME} does not fit the rebuilt model: missing {missing[:5]}, unexpected {unexpected[:5]}")
+    _check_state(sllm, state, config, directory / WEIGHTS_NAME)
+    sllm.load_state_dict(state, strict=False)  # strict=False: the VAE (and a referenced body) load separately
     if device is not None:
         sllm.to(device)
     return sllm
