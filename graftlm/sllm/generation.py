@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from graftlm.sllm.model import SentenceLLM, sentence_positions
 
 SAMPLING_KEYS = ("do_sample", "temperature", "top_k", "top_p", "use_cache", "ignore_eos", "generator")
-DEFAULT_MAX_SENTENCES = 64
+DEFAULT_NEW_SENTENCES = 64  # max_sentences default = prompt + this, only for a backbone without a position limit
 
 
 @dataclass
@@ -44,7 +44,7 @@ def _decode(tokenizer: Any, ids: list[int]) -> str:
         return tokenizer.decode(ids)
 
 
-def _prompt_batch(sllm: SentenceLLM, prompts: Any, tokenizer: Any, segmenter: Any, max_sentences: int):
+def _prompt_batch(sllm: SentenceLLM, prompts: Any, tokenizer: Any, segmenter: Any, max_sentences: int | None):
     from graftlm.segmenter import RegexSegmenter, SegmentedBatch, segment_and_tokenize
 
     if isinstance(prompts, SegmentedBatch):
@@ -62,13 +62,17 @@ def _prompt_batch(sllm: SentenceLLM, prompts: Any, tokenizer: Any, segmenter: An
                 raise ValueError(f"prompt {i} is empty; a sentence-level LLM continues at least one sentence")
         if tokenizer is None:
             raise ValueError("text prompts need a tokenizer: pass tokenizer=... (or graft(..., tokenizer=...))")
-        if segmenter is None:  # prompt segments may be as long as the VAE encodes (64 with RoPE)
-            segmenter = RegexSegmenter(max_tokens=sllm.vae.config.max_segment_tokens or 64, tokenizer=tokenizer)
+        if segmenter is None:  # the segments the model was trained on (the VAE's trained budget)
+            segmenter = sllm.segmenter(tokenizer)
+        if getattr(segmenter, "whitespace", "following") == "following":
+            # Whitespace belongs to the segment that follows it: a prompt's trailing whitespace is
+            # the start of the continuation, which the decoder writes itself (with its separator).
+            prompts = [p.rstrip() for p in prompts]
         batch = segment_and_tokenize(prompts, tokenizer, segmenter, pad_token_id=sllm.vae.config.pad_token_id)
     counts = batch.sentence_mask.bool().sum(1)
     if bool((counts == 0).any()):
         raise ValueError("a prompt row has no sentence (sentence_mask all False); every prompt needs one")
-    if int(counts.max()) > max_sentences:
+    if max_sentences is not None and int(counts.max()) > max_sentences:
         raise ValueError(
             f"a prompt has {int(counts.max())} sentences, more than max_sentences={max_sentences}; "
             "shorten the prompt or raise max_sentences (it counts prompt + new sentences)"
@@ -76,17 +80,21 @@ def _prompt_batch(sllm: SentenceLLM, prompts: Any, tokenizer: Any, segmenter: An
     return batch
 
 
-def _limits(sllm: SentenceLLM, max_sentences: int | None, max_tokens: int | None) -> tuple[int, int]:
+def _limits(sllm: SentenceLLM, max_sentences: int | None, max_tokens: int | None) -> tuple[int | None, int]:
+    """Checked limits; ``max_sentences`` None (= the backbone's positions) stays None only for a
+    backbone without a position limit (`_setup` then derives it from the prompt)."""
     cap = sllm.max_positions
     if max_sentences is None:
-        max_sentences = min(DEFAULT_MAX_SENTENCES, cap) if cap else DEFAULT_MAX_SENTENCES
-    if isinstance(max_sentences, bool) or not isinstance(max_sentences, int) or max_sentences < 1:
+        max_sentences = cap
+    if max_sentences is not None and (
+        isinstance(max_sentences, bool) or not isinstance(max_sentences, int) or max_sentences < 1
+    ):
         raise ValueError(f"max_sentences must be a positive int, got {max_sentences!r}")
-    if cap and max_sentences > cap:
+    if cap and max_sentences is not None and max_sentences > cap:
         raise ValueError(f"max_sentences={max_sentences} exceeds the backbone's {cap} positions")
     vae_cap = sllm.vae.config.max_segment_tokens
-    if max_tokens is None:
-        max_tokens = min(64, vae_cap) if vae_cap else 64
+    if max_tokens is None:  # the budget the VAE was trained with, not its hard limit
+        max_tokens = sllm.segment_budget
     if isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1:
         raise ValueError(f"max_tokens_per_sentence must be a positive int, got {max_tokens!r}")
     if vae_cap and max_tokens > vae_cap:
@@ -117,6 +125,7 @@ def _steps(
         hidden, cache = sllm.run_body(x, sm, sentence_positions(sm), sllm.adapter.new_cache(sllm.body), True)
         last = (torch.arange(S, device=dev) * sm).argmax(1)  # each row's last real sentence
         h_last = hidden[torch.arange(B, device=dev), last]
+        _check_finite_prefill(vectors, h_last)
         attn = sm
         n_sent = sm.sum(1)
         tokens_out = torch.zeros(B, dtype=torch.long, device=dev)
@@ -158,6 +167,20 @@ def _steps(
         yield new_ids, mask, emitted, h_last
 
 
+def _check_finite_prefill(vectors: torch.Tensor, h_last: torch.Tensor) -> None:
+    ok_vectors, ok_hidden = torch.stack([torch.isfinite(vectors).all(), torch.isfinite(h_last).all()]).tolist()
+    if not ok_vectors:
+        raise ValueError(
+            "the SentenceVAE encoder turned the prompt into NaN/inf sentence vectors: its weights are not finite "
+            "(a diverged run or a damaged checkpoint); reload a good one"
+        )
+    if not ok_hidden:
+        raise ValueError(
+            "the backbone body returned NaN/inf hidden states for the prompt: the backbone or projection weights "
+            "are not finite (a diverged run or a damaged checkpoint); reload a good one"
+        )
+
+
 def _setup(sllm, prompts, tokenizer, segmenter, max_sentences, max_tokens_per_sentence, max_new_sentences, max_new_tokens, sampling):
     unknown = set(sampling) - set(SAMPLING_KEYS)
     if unknown:
@@ -170,7 +193,22 @@ def _setup(sllm, prompts, tokenizer, segmenter, max_sentences, max_tokens_per_se
             raise ValueError(f"{name} must be a positive int or None, got {value!r}")
     tokenizer = _tokenizer_for(sllm, tokenizer)
     batch = _prompt_batch(sllm, prompts, tokenizer, segmenter, max_sentences)
+    if max_sentences is None:
+        max_sentences = int(batch.sentence_mask.bool().sum(1).max()) + DEFAULT_NEW_SENTENCES
     return tokenizer, batch, max_sentences, max_tokens
+
+
+def continue_probability(sllm: SentenceLLM, prompts: Any, tokenizer: Any = None, *, segmenter: Any = None) -> torch.Tensor:
+    """(B,) float: the termination head's P(another sentence follows) after each prompt, with the
+    prompt prepared exactly as `generate` prepares it."""
+    tokenizer = _tokenizer_for(sllm, tokenizer)
+    max_sentences, max_tokens = _limits(sllm, None, None)
+    batch = _prompt_batch(sllm, prompts, tokenizer, segmenter, max_sentences or sllm.max_positions or 10**9)
+    steps = _steps(sllm, batch, max_sentences=max_sentences or 10**9, max_new_sentences=None, max_new_tokens=None,
+                   max_tokens=max_tokens, ignore_stop=False, sampling={})
+    h_last = next(steps)
+    with torch.inference_mode():
+        return torch.softmax(sllm.termination_head(h_last).float(), -1)[:, 1].cpu()
 
 
 def generate(
@@ -192,7 +230,8 @@ def generate(
 
     ``prompts``: a str, a list of str (segmented with ``segmenter`` or a ``RegexSegmenter`` on
     ``tokenizer``) or a `SegmentedBatch` (any per-row sentence padding, left or right).
-    Limits: ``max_sentences`` (prompt + new, default min(64, backbone positions)),
+    Limits: ``max_sentences`` (prompt + new, default: the backbone's max positions; prompt + 64
+    for a backbone without a limit),
     ``max_new_sentences``, ``max_new_tokens`` (per row, total; the last sentence is cut there),
     ``max_tokens_per_sentence`` (VAE decode budget). A row stops when the termination head says
     stop (unless ``ignore_stop=True``, for fixed-length benchmarks), at a limit, or when the VAE

@@ -44,6 +44,22 @@ class SentenceLLMOutput:
         return float(torch.exp(-(self.token_logprobs.detach() * self.target_mask).sum() / n))
 
 
+def termination_targets(sentence_mask: torch.Tensor, document_ends: torch.Tensor | None = None) -> torch.Tensor:
+    """(B, S) bool: True ("another sentence follows") at every real sentence but a document's last.
+
+    ``document_ends`` (B,) bool: False where the row is a window that its document continues after,
+    so its last sentence is followed by one too (default: every row ends its document).
+    """
+    follows = F.pad(sentence_mask[:, 1:], (0, 1), value=False) & sentence_mask
+    if document_ends is not None:
+        if not isinstance(document_ends, torch.Tensor) or document_ends.shape != sentence_mask.shape[:1]:
+            raise ValueError(f"document_ends must be a (batch,) bool tensor, got "
+                             f"{tuple(document_ends.shape) if isinstance(document_ends, torch.Tensor) else type(document_ends).__name__}")
+        last = sentence_mask & ~F.pad(sentence_mask[:, 1:], (0, 1), value=False)
+        follows = follows | (last & ~document_ends.to(sentence_mask.device).bool()[:, None])
+    return follows
+
+
 def sentence_positions(sentence_mask: torch.Tensor) -> torch.Tensor:
     """(B, S) bool → (B, S) long: each real sentence's index within its row (padding gets 0)."""
     return (sentence_mask.long().cumsum(1) - 1).clamp_min(0)
@@ -86,6 +102,22 @@ class SentenceLLM(nn.Module):
     @property
     def device(self) -> torch.device:
         return next(self.parameters()).device
+
+    @property
+    def segment_budget(self) -> int:
+        """Most tokens per segment the VAE was trained with (``config.max_tokens``; one less with a
+        sinusoidal table, whose first position is bos): the default for prompts and decoding."""
+        return int(self.vae.config.max_segment_tokens or self.vae.config.max_tokens)
+
+    def segmenter(self, tokenizer: Any = None) -> Any:
+        """The segmenter this model's text is cut with: the VAE's trained budget and the rule /
+        ``min_tokens`` recorded at grafting or training (``graft_options["segmenter"]``)."""
+        from graftlm.segmenter import RegexSegmenter
+
+        options = dict(self.graft_options.get("segmenter") or {})
+        options.pop("pattern", None)
+        options["max_tokens"] = min(int(options.get("max_tokens") or self.segment_budget), self.segment_budget)
+        return RegexSegmenter(tokenizer=tokenizer if tokenizer is not None else self.tokenizer, **options)
 
     def graft_parameters(self) -> list[nn.Parameter]:
         """The parameters grafting added: projections and termination head."""
@@ -140,13 +172,16 @@ class SentenceLLM(nn.Module):
         return sm, tm
 
     # ------------------------------------------------------------------ training
-    def forward(self, input_ids: torch.Tensor, token_mask: torch.Tensor, sentence_mask: torch.Tensor) -> SentenceLLMOutput:
+    def forward(self, input_ids: torch.Tensor, token_mask: torch.Tensor, sentence_mask: torch.Tensor,
+                document_ends: torch.Tensor | None = None) -> SentenceLLMOutput:
         """Teacher-forced causal pass over a batch of paragraphs.
 
         ``input_ids`` (B, S, T) long, ``token_mask`` (B, S, T) bool, ``sentence_mask`` (B, S) bool,
         sentences right-padded per paragraph and tokens right-padded per sentence (a
         `SegmentedBatch`). All real sentences go through ONE ``vae.encode`` call; the body sees a
         2D padding mask and builds its own causal mask; hidden state s predicts sentence s+1.
+        ``document_ends`` (B,) bool, default all True: False for a window cut out of a longer
+        document, whose last sentence is then labelled "continue" (the document goes on), not "stop".
         """
         sm, tm = self._check_batch(input_ids, token_mask, sentence_mask)
         B, S, T = input_ids.shape
@@ -155,7 +190,7 @@ class SentenceLLM(nn.Module):
         hidden, _ = self.run_body(x, sm, sentence_positions(sm))
         term_logits = self.termination_head(hidden)
 
-        follows = F.pad(sm[:, 1:], (0, 1), value=False)  # target 1 where sentence s+1 exists
+        follows = termination_targets(sm, document_ends)
         term_logp = torch.log_softmax(term_logits.float(), -1).gather(-1, follows.long()[..., None])[..., 0]
         term_loss = focal_loss(term_logp, sm, self.termination_gamma)
 
@@ -181,6 +216,12 @@ class SentenceLLM(nn.Module):
         from graftlm.sllm.generation import generate
 
         return generate(self, prompts, tokenizer, **kwargs)
+
+    def continue_probability(self, prompts: Any, tokenizer: Any = None, **kwargs: Any) -> torch.Tensor:
+        """(B,) P(another sentence follows) after each prompt; see `graftlm.sllm.generation`."""
+        from graftlm.sllm.generation import continue_probability
+
+        return continue_probability(self, prompts, tokenizer, **kwargs)
 
     def stream(self, prompts: Any, tokenizer: Any = None, **kwargs: Any):
         """Yield, per step, each row's new segment (None for finished rows); same options as generate."""

@@ -33,15 +33,30 @@ from graftlm.segmenter import RegexSegmenter, pad_paragraphs, split_paragraph
 from graftlm.training.data import CorpusStats, is_heldout, read_corpus
 
 
+class Window(list):
+    """One SLLM example: the token ids of a window's segments (a list of lists), and whether its
+    document ``continues`` after it (a window cut out of a longer document: its last sentence is
+    labelled "continue", not "stop")."""
+
+    def __init__(self, rows: Iterable[list[int]] = (), continues: bool = False) -> None:
+        super().__init__(rows)
+        self.continues = bool(continues)
+
+    def __reduce__(self):  # pickles (DataLoader workers, checkpoints) with the flag
+        return (Window, (list(self), self.continues))
+
+
 class ExampleStream:
     """Turns documents into token-id examples. ``kind``: ``"svae"`` (one example per segment:
-    ``list[int]``) or ``"sllm"`` (one per window: ``list[list[int]]``)."""
+    ``list[int]``) or ``"sllm"`` (one `Window` per window of at most ``max_sentences`` segments).
+    ``segmenter_options``: extra `RegexSegmenter` options (``min_tokens``, ``rule``, ``whitespace``)."""
 
-    def __init__(self, kind: str, tokenizer: Any, *, max_tokens: int, max_sentences: int) -> None:
+    def __init__(self, kind: str, tokenizer: Any, *, max_tokens: int, max_sentences: int,
+                 segmenter_options: dict[str, Any] | None = None) -> None:
         self.kind = kind
         self.max_tokens = max_tokens
         self.max_sentences = max_sentences
-        self.segmenter = RegexSegmenter(max_tokens=max_tokens, tokenizer=tokenizer)
+        self.segmenter = RegexSegmenter(max_tokens=max_tokens, tokenizer=tokenizer, **(segmenter_options or {}))
         self.counter = TokenCounter(tokenizer)
 
     def examples(self, document: str) -> list[Any]:
@@ -55,7 +70,8 @@ class ExampleStream:
         ids = [row for row in ids if row]
         if self.kind == "svae":
             return ids
-        return [w for w in split_paragraph(ids, self.max_sentences) if len(w) >= 2]
+        chunks = split_paragraph(ids, self.max_sentences)
+        return [Window(w, continues=i < len(chunks) - 1) for i, w in enumerate(chunks) if len(w) >= 2]
 
 
 def collate_svae(examples: list[list[int]], pad_id: int) -> dict[str, torch.Tensor]:
@@ -70,9 +86,11 @@ def collate_svae(examples: list[list[int]], pad_id: int) -> dict[str, torch.Tens
 
 
 def collate_sllm(examples: list[list[list[int]]], pad_id: int) -> dict[str, torch.Tensor]:
-    """→ ``input_ids`` (B, S, T) long, ``token_mask`` (B, S, T) bool, ``sentence_mask`` (B, S) bool."""
+    """→ ``input_ids`` (B, S, T) long, ``token_mask`` (B, S, T) bool, ``sentence_mask`` (B, S) bool,
+    ``document_ends`` (B,) bool (False for a `Window` whose document continues after it)."""
     ids, tok, sent = pad_paragraphs(examples, pad_id)
-    return {"input_ids": ids, "token_mask": tok, "sentence_mask": sent}
+    ends = torch.tensor([not getattr(e, "continues", False) for e in examples], dtype=torch.bool)
+    return {"input_ids": ids, "token_mask": tok, "sentence_mask": sent, "document_ends": ends}
 
 
 def _length(example: Any) -> int:
