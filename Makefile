@@ -1,4 +1,4 @@
-.PHONY: setup test demo bench
+.PHONY: setup test demo bench gpu-check
 setup:
 	bash scripts/setup.sh
 test:
@@ -7,3 +7,5 @@ demo:
 	bash scripts/demo.sh
 bench:
 	bash scripts/bench.sh
+gpu-check:
+	bash scripts/gpu-check.sh $(ARGS)

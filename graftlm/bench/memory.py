@@ -74,6 +74,9 @@ def backbone_prefill_cache(model: torch.nn.Module, input_ids: torch.Tensor) -> A
     limit = max_positions(model)
     if limit is not None and has_learned_positions(model) and input_ids.shape[-1] > limit:
         raise ValueError(f"{input_ids.shape[-1]} tokens exceed the backbone's {limit} learned positions")
+    param = next(model.parameters(), None)
+    if param is not None:
+        input_ids = input_ids.to(param.device)
     cache = DynamicCache()
     model(input_ids=input_ids, past_key_values=cache, use_cache=True, logits_to_keep=1)
     return cache

@@ -26,6 +26,13 @@ OPT_SIZES: dict[str, dict[str, Any]] = {
                      word_embed_proj_dim=2048, do_layer_norm_before=True),
 }
 BACKBONES: tuple[str, ...] = ("opt-125m", "opt-350m", "opt-1.3b", "smollm2-135m")
+# A toy OPT (random weights, OPT's vocabulary) for dry runs of the measuring code: its figures
+# mean nothing, so it is never a default.
+TINY_SIZES: dict[str, dict[str, Any]] = {
+    "tiny-opt": dict(hidden_size=64, num_hidden_layers=2, ffn_dim=128, num_attention_heads=4,
+                     word_embed_proj_dim=64, do_layer_norm_before=True),
+}
+ALL_BACKBONES: tuple[str, ...] = BACKBONES + tuple(TINY_SIZES)
 
 
 @dataclass
@@ -45,10 +52,11 @@ def opt_config(name: str, **overrides: Any):
     """``OPTConfig`` with the real sizes of ``name`` (one of ``OPT_SIZES``)."""
     from transformers import OPTConfig
 
-    if name not in OPT_SIZES:
-        raise ValueError(f"unknown OPT size {name!r}: choose one of {sorted(OPT_SIZES)}")
+    sizes = {**OPT_SIZES, **TINY_SIZES}
+    if name not in sizes:
+        raise ValueError(f"unknown OPT size {name!r}: choose one of {sorted(sizes)}")
     kw = dict(vocab_size=50272, max_position_embeddings=2048, pad_token_id=1, bos_token_id=2,
-              eos_token_id=2, dropout=0.0, attention_dropout=0.0, **OPT_SIZES[name])
+              eos_token_id=2, dropout=0.0, attention_dropout=0.0, **sizes[name])
     kw.update(overrides)
     return OPTConfig(**kw)
 
@@ -75,8 +83,8 @@ def gpt2_tokenizer():
 
 
 def build_backbone(name: str, *, dtype: torch.dtype = torch.float32, seed: int = 0) -> Backbone:
-    """Build ``name`` (see ``BACKBONES``) in ``dtype``, eval mode, SDPA attention."""
-    if name in OPT_SIZES:
+    """Build ``name`` (see ``ALL_BACKBONES``) in ``dtype``, eval mode, SDPA attention."""
+    if name in OPT_SIZES or name in TINY_SIZES:
         from transformers import OPTForCausalLM
 
         torch.manual_seed(seed)
@@ -89,7 +97,7 @@ def build_backbone(name: str, *, dtype: torch.dtype = torch.float32, seed: int =
         model = model.to(dtype).eval()
         tok.model_max_length = 10**9
         return Backbone(name, model, tok)
-    raise ValueError(f"unknown backbone {name!r}: choose one of {list(BACKBONES)}")
+    raise ValueError(f"unknown backbone {name!r}: choose one of {list(ALL_BACKBONES)}")
 
 
 def _load_smollm2():

@@ -108,6 +108,28 @@ def kv_table(rows: list[dict[str, Any]]) -> str:
     return _table(header, body)
 
 
+def memory_table(rows: list[dict[str, Any]]) -> str:
+    """Markdown: peak memory of one generation per (backbone, batch, method)."""
+    header = ["backbone", "batch", "method", "tokens", "dtype", "measure", "peak MiB", "above start MiB",
+              "weights MiB"]
+    body = [[r["backbone"], r["batch"], r["method"], r.get("new_tokens"), r.get("dtype"), r.get("measure"),
+             r["peak_bytes"] / 2**20 if r.get("peak_bytes") is not None else None,
+             r["working_bytes"] / 2**20 if r.get("working_bytes") is not None else None,
+             r["weights_bytes"] / 2**20 if r.get("weights_bytes") is not None else None] for r in rows]
+    return _table(header, body)
+
+
+def attention_table(rows: list[dict[str, Any]]) -> str:
+    """Markdown: SentenceVAE attention backend rows (SDPA vs xformers)."""
+    header = ["backbone", "method", "batch", "backend", "tokens/s", "× SDPA", "decoder max abs diff",
+              "argmax agree", "auto picks", "note"]
+    body = [[r["backbone"], r["method"], r["batch"], r["backend"], r.get("tokens_per_s"), r.get("vs_sdpa"),
+             f"{r['max_abs_diff']:.3g}" if r.get("max_abs_diff") is not None else None,
+             f"{100 * r['argmax_agree']:.1f}%" if r.get("argmax_agree") is not None else None,
+             r.get("auto_picks"), r.get("note", "")] for r in rows]
+    return _table(header, body)
+
+
 def long_context_table(rows: list[dict[str, Any]]) -> str:
     header = ["model", "document tokens", "× max positions", "cache positions", "max positions",
               "generated tokens", "KV MB", "peak RSS MB", "seconds", "note"]
@@ -150,6 +172,10 @@ def write_markdown(results: dict[str, Any], path: str | Path) -> str:
     if results.get("kv"):
         parts += ["## KV-cache bytes per context token (measured from the cache tensors)", "",
                   kv_table(results["kv"]), ""]
+    if results.get("memory"):
+        parts += ["## Peak memory of one generation", "", memory_table(results["memory"]), ""]
+    if results.get("attention"):
+        parts += ["## SentenceVAE attention: SDPA vs xformers", "", attention_table(results["attention"]), ""]
     if results.get("long_context"):
         parts += ["## Long context", "", long_context_table(results["long_context"]), ""]
     if results.get("notes"):

@@ -93,8 +93,16 @@ def prompt_batch(token_ids: list[int], batch: int, prompt_tokens: int, *, device
     return ids.view(batch, prompt_tokens)
 
 
+def model_device(model: torch.nn.Module) -> torch.device:
+    """The device of ``model``'s first parameter (CPU for a model without parameters)."""
+    param = next(model.parameters(), None)
+    return param.device if param is not None else torch.device("cpu")
+
+
 def hf_generate_runner(model: torch.nn.Module, input_ids: torch.Tensor, new_tokens: int) -> Runner:
-    """HF ``generate``: greedy, its KV cache, exactly ``new_tokens`` tokens (eos cannot stop it)."""
+    """HF ``generate``: greedy, its KV cache, exactly ``new_tokens`` tokens (eos cannot stop it).
+    The prompts are moved to the model's device once, here, not inside the timed call."""
+    input_ids = input_ids.to(model_device(model))
     mask = torch.ones_like(input_ids, dtype=torch.long)
     pad = model.config.pad_token_id if model.config.pad_token_id is not None else 0
 
@@ -137,7 +145,9 @@ def lean_generate(model: torch.nn.Module, input_ids: torch.Tensor, new_tokens: i
 
 def lean_loop_runner(model: torch.nn.Module, input_ids: torch.Tensor, new_tokens: int) -> Runner:
     """`lean_generate` as a runner: the honest algorithmic baseline (only the model's own work;
-    every step still pays the full LM head for its one new position)."""
+    every step still pays the full LM head for its one new position). Prompts go to the model's
+    device once, here."""
+    input_ids = input_ids.to(model_device(model))
 
     def run() -> int:
         return lean_generate(model, input_ids, new_tokens).numel()
@@ -152,6 +162,7 @@ def sllm_runner(sllm: Any, batch: Any, new_tokens: int, sentence_len: int) -> Ru
     ``batch`` is the prompts' `SegmentedBatch` (segmenting and tokenizing the prompt is setup, as
     for the baselines, which get token ids); no tokenizer is passed, so nothing is detokenized.
     """
+    batch = batch.to(sllm.device)  # once, outside the timed call
     n_prompt = int(batch.sentence_mask.sum(1).max())
     max_sentences = n_prompt + -(-new_tokens // sentence_len)
 
