@@ -26,6 +26,8 @@ _EXPORTS = {
     "SentenceLLM": "graftlm.sllm",
     "load": "graftlm.sllm",
     "hookimpl": "graftlm.plugins",
+    "evaluate": "graftlm.evaluation",
+    "EvaluationReport": "graftlm.evaluation",
 }
 
 __all__ = ["__version__", *_EXPORTS]

@@ -47,9 +47,31 @@ def test_plot_writes_a_png(smoke_run, capsys):
 def test_eval_reloads_the_run_and_prints_a_reconstruction_table(smoke_run, capsys):
     assert main(["eval", str(smoke_run), "--set", "eval_size=6", "--examples", "3"]) == 0
     out = capsys.readouterr().out
-    assert '"exact_match"' in out and "| input segment | reconstruction | exact |" in out
+    assert "exact match" in out and "| input segment | reconstruction | exact |" in out
     result = json.loads((smoke_run / "eval.json").read_text())
     assert result["segments"] == 6 and result["weights"] == "ema"
+
+
+def test_eval_json_of_an_sllm_run_has_the_same_bytes_report(tmp_path, capsys):
+    from accelerate.state import AcceleratorState
+
+    assert main(["train", "sllm-125m-h1", "--smoke", "--set", f"output_dir={tmp_path}/{{name}}", "--set", "max_steps=2",
+                 "--set", "save_every=2", "--set", "eval_size=4"]) == 0
+    capsys.readouterr()
+    AcceleratorState._reset_state(True)
+    run = tmp_path / "sllm-125m-h1"
+    assert main(["eval", str(run), "--json", "--generate", "--texts", "3"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert {"bytes", "sllm_bits_per_byte", "backbone_bits_per_byte", "sllm_ppl", "backbone_ppl",
+            "termination_accuracy"} <= set(result)
+    assert {"judge_ppl", "unigram_entropy", "distinct_2"} <= set(result["generation"]["greedy"]["sllm"])
+    assert main(["eval", str(run), "--texts", "3"]) == 0
+    assert "bits per byte (same bytes)" in capsys.readouterr().out
+
+
+def test_eval_of_a_missing_folder_says_it_does_not_exist(tmp_path, capsys):
+    assert main(["eval", str(tmp_path / "nope")]) == 2
+    assert "does not exist" in capsys.readouterr().err
 
 
 def test_resume_of_a_finished_run_keeps_its_step(smoke_run, capsys):

@@ -18,6 +18,7 @@ from graftlm.bench.corpus import english_text, segment_stats, text_with_tokens
 from graftlm.bench.macs import mac_bound
 from graftlm.bench.memory import backbone_prefill_cache, cache_length, kv_cache_bytes
 from graftlm.bench.models import Backbone
+from graftlm.evaluation.speed import prompt_segments, sllm_prefill_cache  # noqa: F401  (shared with the demo)
 from graftlm.bench.throughput import (
     hf_generate_runner,
     lean_loop_runner,
@@ -72,7 +73,7 @@ def build_sllm(backbone: Backbone, layers: int, *, seed: int = 0) -> Any:
 
 
 def default_segmenter(tokenizer: Any, min_tokens: int | None = None, max_tokens: int = 64) -> Any:
-    """``RegexSegmenter`` with the paper's cut rule (``min_tokens`` None) or token-budget merging."""
+    """The default ``RegexSegmenter`` (semantic rule), optionally with ``min_tokens`` merging."""
     from graftlm.segmenter import RegexSegmenter
 
     return RegexSegmenter(max_tokens=max_tokens, min_tokens=min_tokens, tokenizer=tokenizer)
@@ -150,17 +151,6 @@ def throughput_rows(backbone: Backbone, *, batches: tuple[int, ...], new_tokens:
     return rows
 
 
-def prompt_segments(tokenizer: Any, input_ids: torch.Tensor, vae_cfg: Any, max_tokens: int) -> Any:
-    """The same prompts as the baselines' ``input_ids`` (B, P), as a `SegmentedBatch` whose
-    segments have at most ``max_tokens`` tokens (generation refuses prompt sentences longer than
-    its per-sentence decode budget)."""
-    from graftlm.segmenter import segment_and_tokenize
-
-    texts = [tokenizer.decode(row) for row in input_ids.tolist()]
-    seg = default_segmenter(tokenizer, None, max_tokens=min(max_tokens, vae_cfg.max_segment_tokens or 64))
-    return segment_and_tokenize(texts, tokenizer, seg, pad_token_id=vae_cfg.pad_token_id)
-
-
 def kv_rows(backbone: Backbone, *, context_tokens: tuple[int, ...] = (1024, 4096, 16384),
             segmenters: tuple[int | None, ...] = (None, 8, 16), sllm: Any = None,
             log: Log = print) -> list[dict[str, Any]]:
@@ -200,33 +190,6 @@ def kv_rows(backbone: Backbone, *, context_tokens: tuple[int, ...] = (1024, 4096
             log(f"  {backbone.name} sllm {_seg_label(mt)} {n} tokens: {positions} positions, "
                 f"{nbytes / n / 1024:.2f} KB/token")
     return rows
-
-
-@torch.inference_mode()
-def sllm_prefill_cache(sllm: Any, text: str, tokenizer: Any, segmenter: Any,
-                       chunk_sentences: int = 512) -> tuple[Any, int]:
-    """Prefill ``text`` into the SentenceLLM's body cache, the way generation does: segment,
-    encode every sentence with the VAE (``encode_sentences``), run the body over the sentence
-    vectors with the adapter's own cache (``run_body``), ``chunk_sentences`` at a time.
-
-    Returns (cache, cache positions). Raises ValueError if the sentences exceed the body's positions.
-    """
-    from graftlm.segmenter import segment_and_tokenize
-
-    batch = segment_and_tokenize([text], tokenizer, segmenter, pad_token_id=sllm.vae.config.pad_token_id)
-    batch = batch.to(sllm.device)
-    sm, ids, tm = batch.sentence_mask[0], batch.input_ids[0], batch.token_mask[0]
-    n = int(sm.sum())
-    if sllm.max_positions is not None and n > sllm.max_positions:
-        raise ValueError(f"{n} sentences exceed the backbone's {sllm.max_positions} positions")
-    cache = sllm.adapter.new_cache(sllm.body)
-    for start in range(0, n, chunk_sentences):
-        end = min(n, start + chunk_sentences)
-        vec = sllm.encode_sentences(ids[start:end], tm[start:end])[None]  # (1, k, d)
-        mask = torch.ones(1, end, dtype=torch.long, device=vec.device)
-        pos = torch.arange(start, end, device=vec.device)[None]
-        _, cache = sllm.run_body(vec, mask, pos, past_key_values=cache, use_cache=True)
-    return cache, cache_length(cache)
 
 
 def breakdown_rows(backbone: Backbone, *, sentence_len: int, new_tokens: int = 64, layers: int = 1,

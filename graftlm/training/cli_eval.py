@@ -1,8 +1,12 @@
 """``graftlm eval RUN_DIR`` — held-out metrics of a run's latest checkpoint (EMA weights).
 
-Rebuilds the model from ``RUN_DIR/recipe.yaml``, loads the checkpoint, evaluates ``eval_size``
-held-out examples (see `graftlm.training.evaluate`), writes ``eval.json`` / ``eval.md`` into the
-run folder and prints the metrics.
+A training run (``graftlm train``): rebuilds the model from ``RUN_DIR/recipe.yaml``, loads the
+checkpoint and evaluates ``eval_size`` held-out examples. For a SentenceLLM the headline is
+`graftlm.evaluate`: bits per byte of the same held-out bytes for the SLLM and its backbone (on its
+natural tokenization), each side's PPL, termination accuracy, and with ``--generate`` free-running
+generation metrics for both sides. A demo run folder (``graftlm demo``): both of its parts, the
+SentenceVAE's reconstruction and the SentenceLLM against the backbone. Writes ``eval.json`` /
+``eval.md`` into the run folder and prints a table (``--json``: the JSON).
 """
 
 from __future__ import annotations
@@ -14,17 +18,24 @@ from pathlib import Path
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("run_dir", help="a run folder written by graftlm train")
+    parser.add_argument("run_dir", help="a run folder written by graftlm train or graftlm demo")
     parser.add_argument("--checkpoint", default=None, help="a checkpoint folder (default: the latest complete one)")
     parser.add_argument("--raw", action="store_true", help="evaluate the raw weights instead of the EMA")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override a recipe key, e.g. --set eval_size=200 or --set data_path=...")
     parser.add_argument("--examples", type=int, default=12, help="reconstructions shown (SVAE)")
-    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--generate", action="store_true",
+                        help="SLLM: also continue held-out prompts with both sides and report judge PPL, "
+                             "entropy, distinct-n and repeated sentences (slower)")
+    parser.add_argument("--texts", type=int, default=None,
+                        help="SLLM: held-out texts scored (default: the recipe's eval_size; 16 for a demo run)")
+    parser.add_argument("--json", action="store_true", help="print the result as JSON instead of tables")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
 
 
 def evaluate_run(run_dir: str | Path, *, checkpoint: str | Path | None = None, raw: bool = False,
-                 overrides: list[str] | None = None, examples: int = 12) -> dict:
+                 overrides: list[str] | None = None, examples: int = 12, generate: bool = False,
+                 texts: int | None = None) -> dict:
     import dataclasses
 
     import torch
@@ -36,13 +47,21 @@ def evaluate_run(run_dir: str | Path, *, checkpoint: str | Path | None = None, r
     from graftlm.training.pipeline import evaluate, heldout, write_eval
     from graftlm.training.recipes import TrainConfig, check_keys, parse_overrides
 
+    from graftlm.demo.run_folder import is_demo_run
+
     run_dir = Path(run_dir)
+    if not run_dir.exists():
+        raise ValueError(f"{run_dir} does not exist: pass a folder written by graftlm train or graftlm demo")
+    if is_demo_run(run_dir):
+        return evaluate_demo_run(run_dir, generate=generate, texts=texts or 16, examples=examples)
     recipe = run_dir / "recipe.yaml"
     if not recipe.is_file():
         raise ValueError(f"{recipe} does not exist: is {run_dir} a graftlm run folder?")
     data = yaml.safe_load(recipe.read_text())
     check_keys(data, str(recipe))
     cfg = dataclasses.replace(TrainConfig(**data), **parse_overrides(overrides)).validate()
+    if texts:
+        cfg = dataclasses.replace(cfg, eval_size=texts)
     path = Path(checkpoint) if checkpoint else ckpt.latest_checkpoint(run_dir)
     if path is None:
         raise ValueError(f"{run_dir} has no complete checkpoint yet")
@@ -54,8 +73,43 @@ def evaluate_run(run_dir: str | Path, *, checkpoint: str | Path | None = None, r
     if unexpected or [k for k in missing if k not in _tied(built.model)]:
         raise ValueError(f"{weights} does not fit the recipe's model: missing {missing[:3]}, unexpected {unexpected[:3]}")
     with torch.no_grad():
-        result = evaluate(cfg, built, built.model, heldout(cfg, built), full=True, baseline=True, num_examples=examples)
+        result = evaluate(cfg, built, built.model, heldout(cfg, built), full=True, baseline=True, num_examples=examples,
+                          generate=generate)
     result = {"checkpoint": str(path), "weights": weights.stem, **result}
+    write_eval(run_dir, result)
+    return result
+
+
+def evaluate_demo_run(run_dir: Path, *, generate: bool, texts: int, examples: int) -> dict:
+    """Both parts of a `graftlm demo` run folder on its own held-out paragraphs."""
+    import torch
+
+    import graftlm
+    from graftlm.bench.suite import shared_copy
+    from graftlm.demo.inputs import load_backbone
+    from graftlm.demo.run_folder import RunFolder
+    from graftlm.segmenter import split_paragraph
+    from graftlm.training.batching import ExampleStream
+    from graftlm.training.evaluate import evaluate_svae
+    from graftlm.training.pipeline import write_eval
+
+    run = RunFolder.open(run_dir)
+    run.require_trained("sllm")
+    settings = run.state["settings"]
+    backbone, tokenizer, _ = load_backbone(settings["model"])
+    sllm = graftlm.load(run.sllm_model_dir, backbone=shared_copy(backbone)).eval()
+    _, heldout_docs = run.read_split()
+    segmenter = sllm.segmenter(tokenizer)
+    chunks = [c for doc in heldout_docs for c in split_paragraph(segmenter.split(doc), int(settings["max_sentences"]))]
+    chosen = ["".join(c) for c in chunks if len(c) >= 2][:texts]
+    with torch.no_grad():
+        report = graftlm.evaluate(sllm, chosen, backbone=backbone, tokenizer=tokenizer, segmenter=segmenter,
+                                  generate=generate)
+        segments = [s for doc in heldout_docs for s in ExampleStream("svae", tokenizer, max_tokens=sllm.segment_budget,
+                                                                      max_sentences=1).examples(doc)][:256]
+        svae = evaluate_svae(sllm.vae, segments, pad_id=sllm.vae.config.pad_token_id, batch_size=32,
+                             tokenizer=tokenizer, num_examples=examples)
+    result = {"run": str(run_dir), **report.to_dict(), "svae": svae}
     write_eval(run_dir, result)
     return result
 
@@ -75,17 +129,41 @@ def _tied(model) -> set[str]:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from graftlm.training.evaluate import reconstruction_table
-
     if args.threads:
         torch.set_num_threads(args.threads)
     try:
         result = evaluate_run(args.run_dir, checkpoint=args.checkpoint, raw=args.raw, overrides=args.overrides,
-                              examples=args.examples)
+                              examples=args.examples, generate=args.generate, texts=args.texts)
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    print(json.dumps({k: v for k, v in result.items() if k != "examples"}, indent=1))
-    if result.get("examples"):
-        print(reconstruction_table(result["examples"]))
+    if args.json:
+        print(json.dumps(result, indent=1, default=str))
+        return 0
+    print(format_result(result))
     return 0
+
+
+def format_result(result: dict) -> str:
+    """Tables for the console: the same-bytes report (SLLM), reconstruction (SVAE), the rest as lines."""
+    from graftlm.evaluation import EvaluationReport
+    from graftlm.training.evaluate import reconstruction_table
+
+    lines = []
+    fields = EvaluationReport.__dataclass_fields__
+    if all(k in result for k in ("bytes", "sllm_bits_per_byte")):
+        report = EvaluationReport(**{k: result[k] for k in fields if k in result})
+        lines += [report.table(), ""]
+        for sample in (result.get("generation") or {}).get("samples", [])[:5]:
+            lines += [f"[{sample['mode']}] prompt: …{sample['prompt'][-80:]!r}", f"  SLLM:     {sample['sllm']!r}",
+                      f"  backbone: {sample['backbone']!r}"]
+    svae = result.get("svae", result if "exact_match" in result else None)
+    if svae:
+        lines.append(f"SentenceVAE: {svae['segments']} held-out segments, exact match {100 * svae.get('exact_match', 0):.1f} %, "
+                     f"token accuracy {100 * svae['token_accuracy']:.1f} %, PPL {svae['ppl']:.3f}")
+        if svae.get("examples"):
+            lines.append(reconstruction_table(svae["examples"]))
+    rest = {k: v for k, v in result.items() if k not in fields and k not in ("svae", "examples", "bits_per_byte_ratio")
+            and not isinstance(v, (dict, list))}
+    lines += [f"{k}: {v:.4f}" if isinstance(v, float) else f"{k}: {v}" for k, v in rest.items()]
+    return "\n".join(lines)

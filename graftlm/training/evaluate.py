@@ -7,13 +7,15 @@ SentenceVAE (per held-out segment, teacher-forced unless said otherwise):
 * ``exact_match`` — share of segments whose *greedy generation* from their vector reproduces the
   token ids exactly (no teacher forcing).
 
-SentenceLLM, on held-out paragraph windows:
-* ``sllm_ppl`` — exp(mean −log p) of the sentence decoder over sentences 2…n (tokens + eos),
-  with a causal backbone; ``sllm_ppl_tokens`` the same without the eos targets;
-* ``backbone_ppl`` — the un-grafted backbone's own next-token PPL on *exactly those tokens*
-  (sentences 2…n, same tokenizer, each segment tokenized alone, conditioned on all earlier tokens
-  of the window), so ``sllm_ppl_tokens`` and ``backbone_ppl`` are directly comparable;
-* ``termination_accuracy`` — argmax of the termination head vs "another sentence follows".
+SentenceLLM, on held-out paragraph windows (training-time, no backbone needed):
+* ``sllm_ppl`` — exp((−log p of every token + every eos) / tokens) of the sentence decoder over
+  sentences 2…n, with a causal backbone: each sentence's eos is a cost of the text, and the
+  denominator counts text tokens only (the figure `graftlm.evaluate` reports too);
+* ``termination_accuracy`` — argmax of the termination head vs "another sentence follows"
+  (a window cut out of a longer document is labelled "continue" at its end).
+
+Against the backbone, on the same bytes: `heldout_texts` + `graftlm.evaluate` (bits per byte,
+the backbone on its natural tokenization), which `graftlm eval` and the end of training run.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from typing import Any
 
 import torch
 
+from graftlm.sllm.model import termination_targets
 from graftlm.training.batching import batches_of, collate_sllm, collate_svae
 
 
@@ -72,65 +75,52 @@ def evaluate_svae(model: torch.nn.Module, examples: list[list[int]], *, pad_id: 
 @torch.no_grad()
 def evaluate_sllm(model: torch.nn.Module, windows: list[list[list[int]]], *, pad_id: int,
                   batch_size: int = 4) -> dict[str, float]:
-    """Sentence-decoder PPL (with and without eos) and termination accuracy over ``windows``."""
+    """Sentence-decoder PPL (eos included as a cost, per text token) and termination accuracy."""
     if not windows:
         raise ValueError("no held-out paragraphs to evaluate")
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()
-    loss_sum = nll = nll_tok = 0.0
+    loss_sum = nll = 0.0
     n = n_tok = term_ok = term_n = 0
     for batch in batches_of(windows, batch_size, collate_sllm, pad_id):
         batch = {k: v.to(device) for k, v in batch.items()}
         out = model(**batch)
         tm = out.target_mask
-        lp = out.token_logprobs * tm
-        # the eos target of each decoded sentence sits at index = its token count
-        eos = torch.zeros_like(tm)
-        lengths = batch["token_mask"].sum(-1)  # (B, S)
-        eos.scatter_(-1, lengths[..., None], True)
-        eos &= tm
         k = int(tm.sum())
         loss_sum += float(out.loss) * k
-        nll += float(-lp.sum())
+        nll += float(-(out.token_logprobs * tm).sum())
         n += k
-        nll_tok += float(-(lp * ~eos).sum())
-        n_tok += int((tm & ~eos).sum())
+        n_tok += int(batch["token_mask"][:, 1:].sum())
         sm = batch["sentence_mask"]
-        follows = torch.nn.functional.pad(sm[:, 1:], (0, 1), value=False)
+        follows = termination_targets(sm, batch.get("document_ends"))
         term_ok += int(((out.termination_logits.argmax(-1) == follows.long()) & sm).sum())
         term_n += int(sm.sum())
     model.train(was_training)
     return {"paragraphs": len(windows), "targets": n, "loss": loss_sum / max(n, 1),
-            "sllm_ppl": math.exp(nll / max(n, 1)), "sllm_ppl_tokens": math.exp(nll_tok / max(n_tok, 1)),
-            "termination_accuracy": term_ok / max(term_n, 1)}
+            "sllm_ppl": math.exp(nll / max(n_tok, 1)), "termination_accuracy": term_ok / max(term_n, 1)}
 
 
-@torch.no_grad()
-def backbone_ppl(backbone: torch.nn.Module, windows: list[list[list[int]]], *, batch_size: int = 4) -> dict[str, float]:
-    """The un-grafted causal LM's PPL on the tokens of sentences 2…n of each window, the window's
-    segment token ids concatenated (each segment tokenized alone, as the SLLM sees them)."""
-    device = next(backbone.parameters()).device
-    backbone.eval()
-    nll, n = 0.0, 0
-    for i in range(0, len(windows), batch_size):
-        chunk = windows[i:i + batch_size]
-        rows = [[t for seg in w for t in seg] for w in chunk]
-        first = [len(w[0]) for w in chunk]  # tokens of sentence 1: context only
-        length = max(len(r) for r in rows)
-        ids = torch.zeros(len(rows), length, dtype=torch.long)
-        attn = torch.zeros(len(rows), length, dtype=torch.long)
-        score = torch.zeros(len(rows), length, dtype=torch.bool)
-        for b, r in enumerate(rows):
-            ids[b, :len(r)] = torch.tensor(r)
-            attn[b, :len(r)] = 1
-            score[b, first[b]:len(r)] = True
-        logits = backbone(input_ids=ids.to(device), attention_mask=attn.to(device)).logits.float()
-        logp = torch.log_softmax(logits[:, :-1], -1).gather(-1, ids[:, 1:, None].to(device))[..., 0]
-        m = score[:, 1:].to(device)
-        nll += float(-(logp * m).sum())
-        n += int(m.sum())
-    return {"backbone_ppl": math.exp(nll / max(n, 1)), "backbone_targets": n}
+def heldout_texts(source: Any, segmenter: Any, *, limit: int, max_sentences: int, data_format: str = "auto",
+                  text_field: str = "content", heldout_fraction: float = 0.01, seed: int = 0) -> list[str]:
+    """Up to ``limit`` held-out texts for `graftlm.evaluate`: each held-out document cut into
+    windows of at most ``max_sentences`` segments (joined back into text, nothing dropped)."""
+    from graftlm.segmenter import split_paragraph
+    from graftlm.training.data import is_heldout, read_corpus
+
+    out: list[str] = []
+    for doc in read_corpus(source, data_format=data_format, text_field=text_field):
+        if not is_heldout(doc, heldout_fraction, seed):
+            continue
+        for chunk in split_paragraph(segmenter.split(doc), max_sentences):
+            if len(chunk) >= 2:
+                out.append("".join(chunk))
+            if len(out) >= limit:
+                return out
+    if not out:
+        raise ValueError(f"no held-out text with two or more segments in {source!r} "
+                         f"(heldout_fraction={heldout_fraction}); raise heldout_fraction")
+    return out
 
 
 def reconstruction_table(examples: list[dict[str, Any]]) -> str:

@@ -16,11 +16,18 @@ from typing import Any, Callable, Iterable
 import torch
 
 from graftlm.training.batching import ExampleStream, TrainBatches, heldout_examples, train_loader
-from graftlm.training.data import check_source
-from graftlm.training.evaluate import backbone_ppl, evaluate_sllm, evaluate_svae, reconstruction_table
+from graftlm.training.data import CorpusPath, check_source
+from graftlm.training.evaluate import evaluate_sllm, evaluate_svae, heldout_texts, reconstruction_table
 from graftlm.training.models import Built, build
 from graftlm.training.recipes import TrainConfig
 from graftlm.training.trainer import Trainer, TrainResult
+
+
+def corpus_source(cfg: TrainConfig) -> Any:
+    """``data_path``, carrying the recipe's ``encoding:`` for text / JSON-lines files."""
+    if cfg.encoding and isinstance(cfg.data_path, str) and not cfg.data_path.startswith("packaged:"):
+        return CorpusPath(cfg.data_path, cfg.encoding)
+    return cfg.data_path
 
 
 def example_stream(cfg: TrainConfig, built: Built) -> ExampleStream:
@@ -31,7 +38,7 @@ def batch_factory(cfg: TrainConfig, built: Built) -> Callable[[int, int, int], I
     examples = example_stream(cfg, built)
 
     def make(start: int, rank: int, world: int):
-        ds = TrainBatches(cfg.data_path, examples, batch_size=cfg.batch_size, pad_id=built.pad_id,
+        ds = TrainBatches(corpus_source(cfg), examples, batch_size=cfg.batch_size, pad_id=built.pad_id,
                           data_format=cfg.data_format, text_field=cfg.text_field,
                           heldout_fraction=cfg.heldout_fraction, seed=cfg.seed, shuffle_buffer=cfg.shuffle_buffer,
                           bucket_pool=cfg.bucket_pool, rank=rank, world_size=world, start=start)
@@ -41,13 +48,13 @@ def batch_factory(cfg: TrainConfig, built: Built) -> Callable[[int, int, int], I
 
 
 def heldout(cfg: TrainConfig, built: Built, limit: int | None = None) -> list[Any]:
-    return heldout_examples(cfg.data_path, example_stream(cfg, built), limit=limit or cfg.eval_size,
+    return heldout_examples(corpus_source(cfg), example_stream(cfg, built), limit=limit or cfg.eval_size,
                             data_format=cfg.data_format, text_field=cfg.text_field,
                             heldout_fraction=cfg.heldout_fraction, seed=cfg.seed)
 
 
 def evaluate(cfg: TrainConfig, built: Built, model: torch.nn.Module, examples: list[Any], *,
-             full: bool, baseline: bool = False, num_examples: int = 12) -> dict[str, Any]:
+             full: bool, baseline: bool = False, num_examples: int = 12, generate: bool = False) -> dict[str, Any]:
     """SVAE or SLLM metrics on ``examples``; ``full`` adds the reconstruction table / baseline."""
     eval_batch = max(1, min(cfg.batch_size, 64))
     if built.kind == "svae":
@@ -55,8 +62,17 @@ def evaluate(cfg: TrainConfig, built: Built, model: torch.nn.Module, examples: l
                              tokenizer=built.tokenizer if full else None, num_examples=num_examples if full else 0)
     result: dict[str, Any] = evaluate_sllm(model, examples, pad_id=built.pad_id, batch_size=eval_batch)
     if baseline and built.backbone_factory is not None:
+        from graftlm.evaluation import evaluate as evaluate_same_bytes
+
         backbone = built.backbone_factory().to(next(model.parameters()).device)
-        result.update(backbone_ppl(backbone, examples, batch_size=eval_batch))
+        segmenter = model.segmenter(built.tokenizer)
+        texts = heldout_texts(corpus_source(cfg), segmenter, limit=cfg.eval_size, max_sentences=cfg.max_sentences,
+                              data_format=cfg.data_format, text_field=cfg.text_field,
+                              heldout_fraction=cfg.heldout_fraction, seed=cfg.seed)
+        report = evaluate_same_bytes(model, texts, backbone=backbone, tokenizer=built.tokenizer, segmenter=segmenter,
+                                     generate=generate, batch_size=max(1, min(eval_batch, 8)))
+        # the same-bytes report is the headline; the window figures stay, prefixed
+        result = {**report.to_dict(), **{f"window_{k}": v for k, v in result.items()}}
         del backbone
     return result
 
@@ -89,9 +105,13 @@ def export(built: Built) -> Callable[[torch.nn.Module, Path], None]:
 def train(cfg: TrainConfig, *, resume: bool = False, callbacks: Iterable[Any] = ()) -> TrainResult:
     """Build everything from ``cfg``, train, evaluate the EMA weights on ``eval_size`` held-out
     examples (written to ``RUN_DIR/eval.json`` and ``eval.md``), return the result."""
-    check_source(cfg.data_path, cfg.data_format)
+    check_source(corpus_source(cfg), cfg.data_format)
     torch.manual_seed(cfg.seed)
     built = build(cfg)
+    try:  # the final evaluation needs a held-out split: find out now, not after training
+        heldout(cfg, built, limit=1)
+    except ValueError as err:
+        raise ValueError(f"before training: {err}") from err
     cache: dict[str, list[Any]] = {}
 
     def periodic(model: torch.nn.Module) -> dict[str, Any]:
