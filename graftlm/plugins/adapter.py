@@ -81,7 +81,11 @@ class BackboneAdapter(ABC):
         """An empty KV cache of the backbone's own class (default: transformers' DynamicCache)."""
         from transformers import DynamicCache
 
-        return DynamicCache(config=getattr(body, "config", None))
+        if getattr(body, "_supports_cache_class", True) is False:
+            return None  # older transformers (OPT before ~4.50): the body builds its legacy tuple cache itself
+        if "config" in inspect.signature(DynamicCache.__init__).parameters:  # transformers >= 4.56
+            return DynamicCache(config=getattr(body, "config", None))
+        return DynamicCache()
 
     def config(self, body: nn.Module) -> Any:
         """The backbone's `transformers` config (used to save and rebuild it)."""
