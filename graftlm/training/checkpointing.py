@@ -10,7 +10,10 @@ Layout of ``RUN_DIR/checkpoints/step-00001234/``::
 
 A checkpoint is written into ``.tmp-step-…`` and renamed with ``os.replace`` once every file is
 on disk, so a process killed mid-write leaves a temp folder that is ignored (and removed by the
-next save), never a half checkpoint. Multi-node runs need ``RUN_DIR`` on a shared file system
+next save), never a half checkpoint. Loading reads and checks every file (safetensors integrity,
+weights-only torch files, JSON) *before* anything is applied, so a damaged checkpoint raises
+`DamagedCheckpoint` naming the file and leaves the model untouched; the trainer then falls back
+to the previous complete one. Multi-node runs need ``RUN_DIR`` on a shared file system
 (each rank writes its own RNG file), as with ``accelerate``'s own ``save_state``.
 """
 
@@ -26,10 +29,16 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, load_model, save_file, save_model
+from safetensors.torch import save_file, save_model
+
+from graftlm.safetensors_io import read_safetensors, read_torch_weights
 
 _NAME = re.compile(r"^step-(\d{8,})$")
 STATE_FILE = "trainer_state.json"
+
+
+class DamagedCheckpoint(ValueError):
+    """A checkpoint file is missing, truncated or corrupt (the message names it)."""
 
 
 def checkpoint_dir(run_dir: str | os.PathLike) -> Path:
@@ -134,21 +143,81 @@ def finish(run_dir: str | os.PathLike, tmp: Path, step: int, *, model: torch.nn.
     return final
 
 
+def read(path: Path, *, rank: int = 0) -> dict[str, Any]:
+    """Read and check every file of a checkpoint without applying anything: ``trainer_state`` plus
+    ``model`` / ``ema`` / ``optimizer`` / ``scheduler`` states and this rank's ``rng`` (or None).
+    Raises `DamagedCheckpoint` naming the first bad file."""
+    path = Path(path)
+    try:
+        state = _read_json(path / STATE_FILE)
+        if not isinstance(state, dict) or not {"step", "batches_done"} <= set(state):
+            raise ValueError(f"{path / STATE_FILE} lacks step / batches_done")
+        state["model"] = read_safetensors(path / "model.safetensors", "checkpoint weights")
+        ema = path / "ema.safetensors"
+        state["ema"] = read_safetensors(ema, "checkpoint EMA weights") if ema.is_file() else None
+        state["optimizer"] = read_torch_weights(path / "optimizer.pt", "optimizer state")
+        state["scheduler"] = read_torch_weights(path / "scheduler.pt", "scheduler state")
+        rng = path / f"rng-rank{rank}.json"
+        state["rng"] = _read_json(rng) if rng.is_file() else None
+    except DamagedCheckpoint:
+        raise
+    except (ValueError, OSError) as err:
+        raise DamagedCheckpoint(f"checkpoint {path} is damaged: {err}") from err
+    return state
+
+
+def check_fits(model: torch.nn.Module, weights: dict[str, torch.Tensor], source: str, strict: bool = True) -> None:
+    """ValueError naming the keys when ``weights`` do not fit ``model`` (a tied tensor saved once counts)."""
+    expected = model.state_dict()
+    by_storage: dict[int, list[str]] = {}
+    for name, tensor in expected.items():
+        by_storage.setdefault(tensor.data_ptr(), []).append(name)
+    missing = [k for k in expected if k not in weights
+               and not any(other in weights for other in by_storage[expected[k].data_ptr()])]
+    unexpected = [k for k in weights if k not in expected]
+    shapes = [f"{k}: checkpoint {tuple(v.shape)} vs model {tuple(expected[k].shape)}"
+              for k, v in weights.items() if k in expected and v.shape != expected[k].shape]
+    if shapes or (strict and (missing or unexpected)):
+        parts = [f"wrong shapes: {'; '.join(shapes[:5])}" if shapes else "",
+                 f"missing keys: {missing[:5]}" if strict and missing else "",
+                 f"unexpected keys: {unexpected[:5]}" if strict and unexpected else ""]
+        raise ValueError(f"{source} does not fit the model: " + " | ".join(p for p in parts if p))
+
+
+def apply(state: dict[str, Any], *, model: torch.nn.Module, source: str, strict: bool = True) -> None:
+    """Load a `read` checkpoint's weights into ``model`` (checked first) and set this rank's RNG."""
+    check_fits(model, state["model"], source, strict)
+    model.load_state_dict(state["model"], strict=False)  # checked above, tied copies included
+    if state.get("rng") is not None:
+        set_rng_state(state["rng"])
+
+
 def load(path: Path, *, model: torch.nn.Module, rank: int, strict: bool = True) -> dict[str, Any]:
-    """Load weights into ``model`` and this rank's RNG; return ``trainer_state`` plus the
-    ``ema``, ``optimizer`` and ``scheduler`` states (the caller applies them)."""
+    """`read` + `apply`: load weights into ``model`` and this rank's RNG; return ``trainer_state``
+    plus the ``ema``, ``optimizer`` and ``scheduler`` states (the caller applies them)."""
     path = Path(path)
     if not (path / STATE_FILE).is_file():
         raise ValueError(f"{path} is not a complete graftlm checkpoint (no {STATE_FILE})")
-    missing, unexpected = load_model(model, str(path / "model.safetensors"), strict=strict)
-    state = json.loads((path / STATE_FILE).read_text())
-    state["ema"] = load_file(str(path / "ema.safetensors")) if (path / "ema.safetensors").is_file() else None
-    state["optimizer"] = torch.load(path / "optimizer.pt", weights_only=True, map_location="cpu")
-    state["scheduler"] = torch.load(path / "scheduler.pt", weights_only=True, map_location="cpu")
-    rng = path / f"rng-rank{rank}.json"
-    if rng.is_file():
-        set_rng_state(json.loads(rng.read_text()))
+    state = read(path, rank=rank)
+    apply(state, model=model, source=str(path / "model.safetensors"), strict=strict)
     return state
+
+
+def set_aside(path: Path) -> Path:
+    """Rename a damaged checkpoint to ``damaged-step-…`` (kept for inspection, ignored by resume and
+    by keep_last pruning, so it can never displace a good checkpoint)."""
+    target = path.with_name("damaged-" + path.name)
+    if target.exists():
+        shutil.rmtree(target, ignore_errors=True)
+    os.replace(path, target)
+    return target
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ValueError(f"{path} is not valid JSON ({err})") from err
 
 
 def _write_json(path: Path, obj: Any) -> None:

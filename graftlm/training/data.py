@@ -10,6 +10,11 @@ a paragraph of plain text (blank-line separated), one JSON line's text field, or
 * a ``datasets.Dataset`` / ``IterableDataset`` object, or any iterable of str / dict rows;
 * ``"packaged:pydoc"`` / ``"packaged:kjv"``: English text shipped in packages (``graftlm.text``).
 
+Text and JSON-lines files are decoded strictly as UTF-8: a file that is not (a Latin-1 file, binary
+garbage) raises ``ValueError`` naming it and the line, instead of training on U+FFFD characters.
+A recipe's ``encoding:`` (carried by `CorpusPath`) reads them in that encoding instead. A NUL
+byte marks a binary file and is an error in any encoding.
+
 Invalid JSON lines (and JSON rows without the text field) are skipped, counted in
 :class:`CorpusStats` and reported with a warning naming the file, the count and the first bad
 line; a file in which *every* line is invalid raises ``ValueError``.
@@ -17,6 +22,7 @@ line; a file in which *every* line is invalid raises ``ValueError``.
 
 from __future__ import annotations
 
+import codecs
 import hashlib
 import json
 import os
@@ -39,6 +45,61 @@ class CorpusStats:
     missing_field: int = 0
     files: int = 0
     problems: list[str] = field(default_factory=list)
+
+
+class CorpusPath(os.PathLike):
+    """A corpus path with the encoding its text files are read in (a recipe's ``encoding:``)."""
+
+    def __init__(self, path: str | os.PathLike, encoding: str | None = None) -> None:
+        self.path, self.encoding = os.fspath(path), encoding
+
+    def __fspath__(self) -> str:
+        return self.path
+
+    def __str__(self) -> str:
+        return self.path
+
+    def __repr__(self) -> str:
+        return repr(self.path) if self.encoding is None else f"{self.path!r} (encoding {self.encoding})"
+
+
+def _encoding_hint(path: Path, encoding: str | None) -> str:
+    if encoding is None:
+        return (f"{path} is not valid UTF-8 text; if it is text in another encoding set it in the recipe "
+                "(e.g. `encoding: latin-1`), or convert the file to UTF-8; if it is not text, remove it from the corpus")
+    return f"{path} cannot be decoded as {encoding} (the recipe's `encoding:`); fix the encoding or the file"
+
+
+def _binary_error(path: Path, lineno: int) -> ValueError:
+    return ValueError(f"{path} line {lineno} contains NUL bytes: it is a binary file, not text; remove it from the corpus")
+
+
+def _lines(path: Path, encoding: str | None) -> Iterator[tuple[int, str]]:
+    """(line number, line) of a text file, decoded strictly; errors name the file and the line."""
+    lineno = 0
+    try:
+        with open(path, encoding=encoding or "utf-8", errors="strict") as f:
+            for lineno, line in enumerate(f, 1):
+                if "\x00" in line:
+                    raise _binary_error(path, lineno)
+                yield lineno, line
+    except UnicodeDecodeError as err:
+        raise ValueError(f"{_encoding_hint(path, encoding)} (first bad byte on line {lineno + 1}: {err.reason}, "
+                         f"byte {err.object[err.start:err.start + 1]!r})") from err
+
+
+def sniff_text(path: Path, encoding: str | None = None, size: int = 1 << 16) -> None:
+    """Decode the first ``size`` bytes of ``path`` strictly: a fast check before any training."""
+    with open(path, "rb") as f:
+        head = f.read(size)
+    if b"\x00" in head and (encoding or "utf-8").replace("_", "-").lower() not in ("utf-16", "utf-32"):
+        raise _binary_error(path, head[: head.index(b"\x00")].count(b"\n") + 1)
+    try:
+        codecs.getincrementaldecoder(encoding or "utf-8")("strict").decode(head, final=len(head) < size)
+    except UnicodeDecodeError as err:
+        line = head[: err.start].count(b"\n") + 1
+        raise ValueError(f"{_encoding_hint(path, encoding)} (first bad byte on line {line}: {err.reason}, "
+                         f"byte {head[err.start:err.start + 1]!r})") from err
 
 
 def _is_hf_dir(path: Path) -> bool:
@@ -74,42 +135,40 @@ def _guess(p: Path) -> str | None:
     return None
 
 
-def read_text(path: Path) -> Iterator[str]:
-    """Paragraphs (blank-line separated, inner newlines kept) of a UTF-8 text file."""
+def read_text(path: Path, encoding: str | None = None) -> Iterator[str]:
+    """Paragraphs (blank-line separated, inner newlines kept) of a text file (strict UTF-8 by default)."""
     lines: list[str] = []
-    with open(path, encoding="utf-8", errors="replace") as f:
-        for line in f:
-            if line.strip():
-                lines.append(line)
-            elif lines:
-                yield "".join(lines).rstrip("\n")
-                lines = []
+    for _, line in _lines(path, encoding):
+        if line.strip():
+            lines.append(line)
+        elif lines:
+            yield "".join(lines).rstrip("\n")
+            lines = []
     if lines:
         yield "".join(lines).rstrip("\n")
 
 
-def read_jsonl(path: Path, text_field: str, stats: CorpusStats) -> Iterator[str]:
+def read_jsonl(path: Path, text_field: str, stats: CorpusStats, encoding: str | None = None) -> Iterator[str]:
     """The ``text_field`` of each JSON line; invalid lines skipped and counted."""
     good = bad = missing = 0
     first_bad = None
-    with open(path, encoding="utf-8", errors="replace") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError:
-                bad += 1
-                first_bad = first_bad or lineno
-                continue
-            text = row.get(text_field) if isinstance(row, dict) else None
-            if not isinstance(text, str):
-                missing += 1
-                first_bad = first_bad or lineno
-                continue
-            good += 1
-            if text:
-                yield text
+    for lineno, line in _lines(path, encoding):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            bad += 1
+            first_bad = first_bad or lineno
+            continue
+        text = row.get(text_field) if isinstance(row, dict) else None
+        if not isinstance(text, str):
+            missing += 1
+            first_bad = first_bad or lineno
+            continue
+        good += 1
+        if text:
+            yield text
     stats.invalid_json += bad
     stats.missing_field += missing
     if bad or missing:
@@ -144,9 +203,11 @@ def read_rows(rows: Iterable[Any], text_field: str) -> Iterator[str]:
 
 
 def read_corpus(source: Any, *, data_format: str = "auto", text_field: str = "content",
-                stats: CorpusStats | None = None) -> Iterator[str]:
-    """Stream the documents of ``source`` (see the module docstring), in a fixed order."""
+                stats: CorpusStats | None = None, encoding: str | None = None) -> Iterator[str]:
+    """Stream the documents of ``source`` (see the module docstring), in a fixed order.
+    ``encoding``: of text / JSON-lines files (None = strict UTF-8; a `CorpusPath` carries its own)."""
     stats = stats if stats is not None else CorpusStats()
+    encoding = getattr(source, "encoding", None) or encoding
     if source is None:
         raise ValueError("no data: set data_path in the recipe (or --set data_path=PATH)")
     if isinstance(source, (str, os.PathLike)):
@@ -168,9 +229,9 @@ def read_corpus(source: Any, *, data_format: str = "auto", text_field: str = "co
         for file, fmt in corpus_files(path, data_format):
             stats.files += 1
             if fmt == "text":
-                yield from _count(read_text(file), stats)
+                yield from _count(read_text(file, encoding), stats)
             elif fmt == "jsonl":
-                yield from _count(read_jsonl(file, text_field, stats), stats)
+                yield from _count(read_jsonl(file, text_field, stats, encoding), stats)
             elif fmt == "parquet":
                 yield from _count(read_parquet(file, text_field), stats)
             else:
@@ -193,17 +254,24 @@ def _packaged(name: str) -> Iterator[str]:
     yield from text.english_paragraphs(source=name)
 
 
-def check_source(source: Any, data_format: str = "auto") -> None:
-    """Fail fast (before a model is built) on a missing or empty ``data_path``."""
+SNIFF_FILES = 256  # files whose start check_source decodes
+
+
+def check_source(source: Any, data_format: str = "auto", encoding: str | None = None) -> None:
+    """Fail fast (before a model is built) on a missing or empty ``data_path``, and on text files
+    whose first 64 KiB do not decode (not UTF-8, binary)."""
     if source is None:
         raise ValueError("no data: set data_path in the recipe (or --set data_path=PATH)")
+    encoding = getattr(source, "encoding", None) or encoding
     if isinstance(source, (str, os.PathLike)) and not str(source).startswith("packaged:"):
         path = Path(source)
         if data_format == "hf" or (data_format == "auto" and _is_hf_dir(path)):
             if not path.exists():
                 raise ValueError(f"data path {str(path)!r} does not exist")
             return
-        corpus_files(path, data_format)
+        for file, fmt in corpus_files(path, data_format)[:SNIFF_FILES]:
+            if fmt in ("text", "jsonl"):
+                sniff_text(file, encoding)
 
 
 def is_heldout(document: str, fraction: float, seed: int) -> bool:

@@ -35,6 +35,9 @@ def load_tokenizer(name: str) -> Any:
         return _smollm2()[1]
     from transformers import AutoTokenizer
 
+    from graftlm.hub import check_pretrained
+
+    check_pretrained(name, "tokenizer", key="tokenizer")
     return AutoTokenizer.from_pretrained(name)
 
 
@@ -119,6 +122,9 @@ def build_sllm(cfg: TrainConfig) -> Built:
     else:
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
+        from graftlm.hub import check_pretrained
+
+        check_pretrained(cfg.backbone, "backbone", key="backbone")
         tokenizer = AutoTokenizer.from_pretrained(cfg.backbone)
 
         def factory() -> torch.nn.Module:

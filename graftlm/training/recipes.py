@@ -8,8 +8,10 @@ file or in ``--set`` — is an error that names it and suggests the closest vali
 
 from __future__ import annotations
 
+import codecs
 import dataclasses
 import difflib
+import math
 import os
 from dataclasses import dataclass, field
 from importlib import resources
@@ -28,6 +30,7 @@ class TrainConfig:
     data_path: str | None = None  # file, folder, HF dataset dir, or "packaged:pydoc" / "packaged:kjv"
     data_format: str = "auto"  # auto | text | jsonl | parquet | hf
     text_field: str = "content"  # JSON-lines / parquet / HF column holding the text (WanJuan: content)
+    encoding: str | None = None  # text / JSON-lines files: None = strict UTF-8 (a file that is not is an error)
     heldout_fraction: float = 0.01  # documents hashed into the held-out split
     eval_size: int = 1000  # held-out segments (SVAE) or paragraphs (SLLM) evaluated
     max_tokens: int = 64  # tokens per segment (segmenter budget)
@@ -91,6 +94,10 @@ class TrainConfig:
         return dataclasses.asdict(self)
 
     def validate(self) -> "TrainConfig":
+        """Check every key's type and range (coercing ints written as 3.0 and floats written as
+        "1e-7", which YAML reads as a string); ValueError naming the key otherwise."""
+        for f in dataclasses.fields(self):
+            setattr(self, f.name, _typed(f.name, getattr(self, f.name), str(f.type)))
         _choice("model", self.model, ("svae", "sllm"))
         _choice("data_format", self.data_format, ("auto", "text", "jsonl", "parquet", "hf"))
         _choice("mixed_precision", self.mixed_precision, ("no", "fp16", "bf16"))
@@ -102,12 +109,81 @@ class TrainConfig:
                   "shuffle_buffer", "prefetch_factor"):
             if int(getattr(self, k)) < 1:
                 raise ValueError(f"recipe key {k!r} must be >= 1, got {getattr(self, k)}")
+        for k in ("warmup_steps", "num_workers", "keep_last"):
+            if getattr(self, k) < 0:
+                raise ValueError(f"recipe key {k!r} must be >= 0, got {getattr(self, k)}")
+        if self.train_layers is not None and self.train_layers < 0:
+            raise ValueError(f"recipe key 'train_layers' must be >= 0 or null, got {self.train_layers}")
         if not 0.0 <= self.heldout_fraction < 1.0:
-            raise ValueError(f"heldout_fraction must be in [0, 1), got {self.heldout_fraction}")
+            raise ValueError(f"recipe key 'heldout_fraction' must be in [0, 1), got {self.heldout_fraction}")
+        _positive("max_grad_norm", self.max_grad_norm, "gradients are clipped to this norm; 1.0 is the usual value "
+                  "(a value <= 0 would turn clipping into no learning or gradient ascent)")
+        for k in ("lr", "base_lr"):
+            if getattr(self, k) is not None:
+                _positive(k, getattr(self, k), "a learning rate")
+        if not 0.0 < self.warmup_start_factor <= 1.0:
+            raise ValueError(f"recipe key 'warmup_start_factor' must be in (0, 1], got {self.warmup_start_factor}")
+        if not 0.0 <= self.min_lr_ratio <= 1.0:
+            raise ValueError(f"recipe key 'min_lr_ratio' must be in [0, 1], got {self.min_lr_ratio}")
+        if self.ema_momentum is not None and not 0.0 < self.ema_momentum < 1.0:
+            raise ValueError(f"recipe key 'ema_momentum' must be in (0, 1) or null (no EMA), got {self.ema_momentum}")
+        for k in ("weight_decay", "termination_gamma"):
+            if getattr(self, k) < 0:
+                raise ValueError(f"recipe key {k!r} must be >= 0, got {getattr(self, k)}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"recipe key 'dropout' must be in [0, 1), got {self.dropout}")
+        if self.encoding is not None:
+            try:
+                codecs.lookup(self.encoding)
+            except LookupError:
+                raise ValueError(f"recipe key 'encoding' is {self.encoding!r}, which Python does not know; "
+                                 "use e.g. utf-8, latin-1, cp1252 (or null for strict UTF-8)") from None
         if self.model == "sllm" and not self.backbone:
             raise ValueError("an sllm recipe needs `backbone` (e.g. facebook/opt-125m or smollm2)")
         self.peak_lr()
         return self
+
+
+def _typed(key: str, value: Any, annotation: str) -> Any:
+    """``value`` as the type ``annotation`` names ("int", "float | None", ...), or ValueError naming ``key``."""
+    kinds = [a.strip() for a in annotation.split("|")]
+    if value is None:
+        if "None" in kinds:
+            return None
+        raise ValueError(f"recipe key {key!r} must be set (got null); its type is {annotation}")
+    kind = kinds[0]
+    if kind == "bool":
+        if isinstance(value, bool):
+            return value
+        raise ValueError(f"recipe key {key!r} must be true or false, got {value!r}")
+    if kind == "str":
+        if isinstance(value, str):
+            return value
+        raise ValueError(f"recipe key {key!r} must be a string, got {value!r} ({type(value).__name__}); quote it")
+    if kind == "int":
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        raise ValueError(f"recipe key {key!r} must be an integer, got {value!r}")
+    if kind == "float":
+        number = value
+        if isinstance(value, str):  # YAML 1.1 reads 1e-7 (no dot) as a string
+            try:
+                number = float(value)
+            except ValueError:
+                number = None
+        if isinstance(number, bool) or not isinstance(number, (int, float)):
+            raise ValueError(f"recipe key {key!r} must be a number, got {value!r}")
+        if not math.isfinite(number):
+            raise ValueError(f"recipe key {key!r} must be a finite number, got {value!r}")
+        return float(number)
+    return value
+
+
+def _positive(key: str, value: float, what: str) -> None:
+    if not value > 0:
+        raise ValueError(f"recipe key {key!r} must be > 0, got {value}: {what}")
 
 
 def _choice(key: str, value: Any, options: tuple[str, ...]) -> None:
@@ -135,7 +211,10 @@ def parse_overrides(pairs: list[str] | None) -> dict[str, Any]:
         key, sep, value = pair.partition("=")
         if not sep or not key.strip():
             raise ValueError(f"--set expects key=value, got {pair!r}")
-        out[key.strip()] = yaml.safe_load(value) if value.strip() else None
+        try:
+            out[key.strip()] = yaml.safe_load(value) if value.strip() else None
+        except yaml.YAMLError as err:
+            raise ValueError(f"--set {key.strip()}: the value {value!r} is not valid YAML ({_yaml_problem(err)}); quote it") from err
     check_keys(out, "--set")
     return out
 
@@ -168,15 +247,35 @@ def resolve_recipe(name_or_path: str) -> Path:
 def load_recipe(name_or_path: str | os.PathLike, overrides: dict[str, Any] | list[str] | None = None) -> TrainConfig:
     """Read a recipe (a name from ``recipes/`` or a YAML path), apply overrides, validate."""
     path = resolve_recipe(str(name_or_path))
-    data = yaml.safe_load(path.read_text()) or {}
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except UnicodeDecodeError as err:
+        raise ValueError(f"recipe {path} is not UTF-8 text ({err}); is it a recipe file?") from err
+    except yaml.YAMLError as err:
+        raise ValueError(f"recipe {path} is not valid YAML: {_yaml_problem(err)}") from err
     if not isinstance(data, dict):
         raise ValueError(f"recipe {path} must be a YAML mapping of key: value, got {type(data).__name__}")
     check_keys(data, str(path))
     if isinstance(overrides, list):
         overrides = parse_overrides(overrides)
-    data.update(overrides or {})
+    overrides = overrides or {}
+    data.update(overrides)
     check_keys(data, "overrides")
-    return TrainConfig(**data).validate()
+    try:
+        return TrainConfig(**data).validate()
+    except ValueError as err:
+        key = next((k for k in data if f"{k!r}" in str(err)), None)
+        where = "--set" if key in overrides else str(path)
+        raise ValueError(f"{err} (in {where})") from err
+
+
+def _yaml_problem(err: Exception) -> str:
+    """``line L, column C: problem`` for a PyYAML error (1-based, as editors count)."""
+    mark = getattr(err, "problem_mark", None) or getattr(err, "context_mark", None)
+    problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+    if mark is None:
+        return str(problem)
+    return f"line {mark.line + 1}, column {mark.column + 1}: {problem}"
 
 
 def smoke_config(cfg: TrainConfig) -> TrainConfig:
@@ -187,5 +286,8 @@ def smoke_config(cfg: TrainConfig) -> TrainConfig:
         data_path=cfg.data_path if str(cfg.data_path or "").startswith("packaged:") else "packaged:pydoc",
         data_format="auto", max_tokens=32, max_sentences=8, max_steps=3, warmup_steps=1, cosine_steps=2,
         lr=1e-3, save_every=2, eval_every=3, eval_size=8, eval_batches=1, log_every=1,
+        # a paper recipe's held-out fraction (0.001) is sized for a huge corpus: on packaged text it can
+        # put no document aside at all, which the smoke run would then refuse
+        heldout_fraction=max(cfg.heldout_fraction, 0.05),
         num_workers=0, shuffle_buffer=16, bucket_pool=2, mixed_precision="no", tensorboard=False,
     ).validate()

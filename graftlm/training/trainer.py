@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import math
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable
@@ -34,6 +35,31 @@ from graftlm.training.schedule import build_scheduler, param_groups
 
 BatchFactory = Callable[[int, int, int], Iterable[dict[str, torch.Tensor]]]
 """``make_batches(start, rank, world_size)`` → this process's batches from global index ``start``."""
+
+
+# Recipe keys a resumed run must share with its checkpoint: the data position (batches_done) and the
+# weights only mean the same thing under the same data pipeline, batch and model. The schedule,
+# max_steps, logging and saving may change.
+RESUME_KEYS = (
+    "model", "batch_size", "gradient_accumulation_steps", "seed", "data_path", "data_format", "text_field",
+    "encoding", "heldout_fraction", "max_tokens", "max_sentences", "shuffle_buffer", "bucket_pool", "tokenizer",
+    "backbone", "hidden_size", "num_heads", "num_layers", "vae_preset", "vae_path", "freeze", "train_layers",
+)
+
+
+def recipe_differences(saved: dict[str, Any], cfg: TrainConfig) -> list[str]:
+    """``key: now X, checkpoint Y`` for every `RESUME_KEYS` key that differs (absent in an older
+    checkpoint = the default)."""
+    current = cfg.to_dict()
+    defaults = TrainConfig().to_dict()
+    out = []
+    for key in RESUME_KEYS:
+        old = saved.get(key, defaults.get(key))
+        if key in current and old != current[key]:
+            out.append(f"{key}: now {current[key]!r}, checkpoint {old!r}")
+    if (saved.get("ema_momentum") is None) != (cfg.ema_momentum is None) and "ema_momentum" in saved:
+        out.append(f"ema_momentum: now {cfg.ema_momentum!r}, checkpoint {saved['ema_momentum']!r} (EMA on/off)")
+    return out
 
 
 class TrainingDiverged(RuntimeError):
@@ -120,22 +146,55 @@ class Trainer:
         return final
 
     def resume(self) -> bool:
-        """Load the latest complete checkpoint of ``run_dir``; False if there is none."""
-        path = ckpt.latest_checkpoint(self.run_dir)
-        if path is None:
+        """Load the newest complete, undamaged checkpoint of ``run_dir``; False if there is none.
+
+        A damaged checkpoint (truncated/corrupt file) is renamed ``damaged-step-…`` with a warning
+        and the previous one is used. A recipe that differs from the checkpoint's in a `RESUME_KEYS`
+        key, or weights that do not fit the model, raise ValueError naming them (nothing is loaded).
+        """
+        acc = self.accelerator
+        found = ckpt.list_checkpoints(self.run_dir)
+        state, path, damaged = None, None, []
+        for candidate in reversed(found):
+            try:
+                state = ckpt.read(candidate, rank=acc.process_index)
+            except ckpt.DamagedCheckpoint as err:
+                damaged.append(candidate)
+                warnings.warn(f"{err}; falling back to the previous checkpoint", stacklevel=2)
+                continue
+            path = candidate
+            break
+        acc.wait_for_everyone()
+        if acc.is_main_process:
+            for bad in damaged:
+                ckpt.set_aside(bad)
+        if state is None:
+            if damaged:
+                raise ValueError(f"every checkpoint of {self.run_dir} is damaged ({', '.join(p.name for p in damaged)}, "
+                                 "renamed damaged-…): nothing to resume; start a new run without --resume")
             return False
-        state = ckpt.load(path, model=self.raw_model, rank=self.accelerator.process_index)
-        if state.get("world_size", 1) != self.accelerator.num_processes:
+        saved = state.get("config") or {}
+        diff = recipe_differences(saved, self.cfg)
+        if diff:
+            raise ValueError(
+                f"--resume: the recipe differs from the one {path} was trained with: {'; '.join(diff)}. Resuming "
+                "would misalign the data position or the model; restore those values or start a new run "
+                "(another name or output_dir)")
+        if state.get("world_size", 1) != acc.num_processes:
             raise ValueError(f"{path} was written by {state['world_size']} processes, this run has "
-                             f"{self.accelerator.num_processes}: the data position would not line up")
+                             f"{acc.num_processes}: the data position would not line up")
+        if self.ema is not None and state["ema"] is None:
+            raise ValueError(f"{path} has no EMA weights but the recipe enables EMA")
+        try:
+            ckpt.apply(state, model=self.raw_model, source=str(path / "model.safetensors"))
+        except ValueError as err:
+            raise ValueError(f"--resume: {err}; the recipe builds a different model than the checkpoint's") from err
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         if self.ema is not None:
-            if state["ema"] is None:
-                raise ValueError(f"{path} has no EMA weights but the recipe enables EMA")
             self.ema.load_state_dict(state["ema"])
         self.step, self.batches_done = int(state["step"]), int(state["batches_done"])
-        self.tokens_seen = int(state["tokens_seen"])
+        self.tokens_seen = int(state.get("tokens_seen", 0))
         self.last_checkpoint = path
         self.metrics.truncate_after(self.step)
         self.metrics.log("event", self.step, {"event": "resumed", "checkpoint": str(path)})
@@ -185,11 +244,14 @@ class Trainer:
         cfg, acc = self.cfg, self.accelerator
         from accelerate.utils import set_seed
 
-        if acc.is_main_process:
+        if resume and not self.resume():
+            raise ValueError(f"--resume: {self.run_dir} has no checkpoint to resume from (no complete "
+                             f"{ckpt.checkpoint_dir(self.run_dir)}/step-*); drop --resume to start a new run")
+        if not resume:
+            set_seed(cfg.seed, device_specific=True)
+        if acc.is_main_process:  # after the resume checks: a refused recipe must not replace the run's
             self.run_dir.mkdir(parents=True, exist_ok=True)
             (self.run_dir / "recipe.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
-        if not (resume and self.resume()):
-            set_seed(cfg.seed, device_specific=True)
         batches = iter(self.make_batches(self.batches_done, acc.process_index, acc.num_processes))
         self.model.train()
         bar = tqdm(total=cfg.max_steps, initial=self.step, disable=not acc.is_main_process,
