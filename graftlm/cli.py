@@ -23,7 +23,11 @@ COMMANDS: dict[str, tuple[str, str]] = {
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from graftlm import __version__
+
     parser = argparse.ArgumentParser(prog="graftlm", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"graftlm {__version__}",
+                        help="print graftlm's version and exit")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     wanted = sys.argv[1] if len(sys.argv) > 1 else None
     for name, (module, help_text) in COMMANDS.items():

@@ -44,6 +44,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sllm-steps", type=int, default=None, help="cap on SentenceLLM steps (default: time budget)")
     parser.add_argument("--precision", choices=PRECISIONS, default=None,
                         help="training precision; auto = bf16 autocast where the CPU has native bf16 (default auto)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch CPU threads (default: torch's choice, usually one per core); not stored in the run")
 
 
 def settings_from_args(args: argparse.Namespace) -> DemoSettings:
@@ -77,6 +79,8 @@ def run(args: argparse.Namespace) -> int:
     from graftlm.demo.steps import DemoSession, run_phases
 
     try:
+        if args.threads is not None and args.threads < 1:
+            raise ValueError(f"--threads must be >= 1, got {args.threads}")
         run_folder, settings = _open_or_create(args)
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
@@ -84,6 +88,10 @@ def run(args: argparse.Namespace) -> int:
     if run_folder.complete:
         print(f"{run_folder.path} is already complete; its closing table:\n\n{closing_table(run_folder)}")
         return 0
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
     print(f"graftlm demo → {run_folder.path} (budget {settings.minutes:g} min; Ctrl-C leaves a resumable run)")
     session = DemoSession(run_folder, settings)
     try:
@@ -97,8 +105,13 @@ def run(args: argparse.Namespace) -> int:
         print(f"\ninterrupted: finished phases and a checkpoint of the current training phase are saved in "
               f"{run_folder.path}.\nContinue with: graftlm demo --resume {run_folder.path}", file=sys.stderr)
         return 130
-    elapsed = run_folder.state.get("elapsed", 0.0)
+    from graftlm.demo.report import busy_warnings
+
+    elapsed, budget = run_folder.state.get("elapsed", 0.0), settings.minutes * 60
     print(f"\n{closing_table(run_folder)}\n")
-    print(f"done in {elapsed:.0f} s (budget {settings.minutes * 60:.0f} s). Report: {run_folder.path / 'report.md'}")
+    for warning in busy_warnings(run_folder):
+        print(warning)
+    over = f", {100 * (elapsed / budget - 1):.0f} % over" if elapsed > budget else ""
+    print(f"done in {elapsed:.0f} s (budget {budget:.0f} s{over}). Report: {run_folder.path / 'report.md'}")
     print(f'Try: graftlm generate {run_folder.path} "your prompt"   |   graftlm reconstruct {run_folder.path} "a sentence"')
     return 0

@@ -10,6 +10,7 @@ import sys
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("run_dir", metavar="RUN", help="a run folder written by `graftlm demo`")
     parser.add_argument("text", help="a sentence (longer text is segmented first)")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
 
 
 def reconstruct(run_dir: str, text: str) -> list[tuple[str, str, bool]]:
@@ -44,6 +45,12 @@ def reconstruct(run_dir: str, text: str) -> list[tuple[str, str, bool]]:
 
 def run(args: argparse.Namespace) -> int:
     try:
+        if args.threads is not None:
+            if args.threads < 1:
+                raise ValueError(f"--threads must be >= 1, got {args.threads}")
+            import torch
+
+            torch.set_num_threads(args.threads)
         rows = reconstruct(args.run_dir, args.text)
     except (ValueError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)

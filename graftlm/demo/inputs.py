@@ -55,6 +55,12 @@ class DemoSettings:
         if isinstance(self.minutes, bool) or not isinstance(self.minutes, (int, float)) \
                 or not math.isfinite(self.minutes) or self.minutes <= 0:
             raise ValueError(f"--minutes must be a positive number of minutes (e.g. 8 or 0.5), got {self.minutes!r}")
+        from graftlm.demo.budget import MIN_MINUTES
+
+        if self.minutes < MIN_MINUTES:
+            raise ValueError(f"--minutes {self.minutes:g} is too small: loading, evaluating and measuring alone take "
+                             f"about a minute, so the smallest budget is --minutes {MIN_MINUTES:g} (training something "
+                             "meaningful on SmolLM2 takes about 3 on a 2-core CPU; the default is 8)")
         for name, low in (("max_tokens", 4), ("max_sentences", 2), ("vae_layers", 1), ("svae_batch", 1),
                           ("sllm_batch", 1), ("lora_r", 1), ("new_sentences", 1), ("eval_segments", 1),
                           ("eval_paragraphs", 1), ("bench_tokens", 2)):

@@ -28,6 +28,20 @@ def merge_svae_evals(parts: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
+SHOWN_EXAMPLES = 3  # reconstruction examples printed on the console
+
+
+def reconstruction_summary(result: dict[str, Any], *, planned: int) -> str:
+    """The held-out reconstruction in a few console lines: exact match, PPL, 3 examples."""
+    n = result["segments"]
+    lines = [f"held-out reconstruction: {100 * result['exact_match']:.1f} % exact "
+             f"({round(result['exact_match'] * n)}/{n} segments{'' if n == planned else f' of {planned}, time budget'}), "
+             f"PPL {result['ppl']:.2f}, token accuracy {100 * result['token_accuracy']:.1f} %"]
+    for ex in result.get("examples", [])[:SHOWN_EXAMPLES]:
+        lines.append(f"  in : {ex['input']!r}\n  out: {ex['output']!r}{'  [exact]' if ex.get('exact') else ''}")
+    return "\n".join(lines)
+
+
 def default_prompt(heldout: list[str], stream: Any, tokenizer: Any) -> tuple[str, str | None]:
     """The first two segments of the first held-out prose paragraph (starts with a letter, no
     indented lines) that has 4+ (else the first segment of the held-out paragraph with most), and
@@ -64,24 +78,40 @@ def closing_table(run: RunFolder) -> str:
          f"{m.get('bench_prompt_tokens')}-token prompt; SLLM in sentences of {m.get('bench_sentence_len')} tokens)",
          _num(m.get("backbone_tokens_per_s")), _num(m.get("sllm_tokens_per_s")),
          ratio(m.get("sllm_tokens_per_s"), m.get("backbone_tokens_per_s"))),
-        (f"KV-cache bytes per text token ({m.get('kv_tokens')} held-out tokens; SLLM: "
-         f"{m.get('sllm_kv_positions')} sentence positions)",
+        (f"KV-cache bytes per text token (after prefilling the same held-out text: {m.get('kv_tokens')} tokens "
+         f"as the backbone tokenizes it{_sllm_tokens(m)}; SLLM: {m.get('sllm_kv_positions')} sentence positions)",
          _num(m.get("backbone_kv_bytes_per_token"), 0), _num(m.get("sllm_kv_bytes_per_token"), 0),
          ratio(m.get("sllm_kv_bytes_per_token"), m.get("backbone_kv_bytes_per_token"))),
-        (f"causal PPL on {m.get('ppl_text', 'held-out')} text (tokens of sentences 2…n of "
-         f"{m.get('ppl_paragraphs')} paragraphs, {m.get('ppl_targets')} tokens)",
-         _num(m.get("backbone_ppl"), 2), _num(m.get("sllm_ppl_tokens"), 2),
-         ratio(m.get("sllm_ppl_tokens"), m.get("backbone_ppl"))),
+        (f"causal PPL on {m.get('ppl_text', 'held-out')} text ({_ppl_detail(m)})",
+         _num(m.get("backbone_ppl"), 2), _num(m.get("sllm_ppl_tokens", m.get("sllm_ppl")), 2),
+         ratio(m.get("sllm_ppl_tokens", m.get("sllm_ppl")), m.get("backbone_ppl"))),
         ("backbone forward passes per sentence (held-out mean sentence: "
          f"{_num(setup.get('mean_segment_tokens'))} tokens)",
          _num(m.get("backbone_steps_per_sentence")),
          f"1 (+ {_num(m.get('sllm_decoder_steps_per_sentence'))} sentence-decoder steps)",
          ratio(1.0, m.get("backbone_steps_per_sentence"))),
     ]
+    if isinstance(m.get("sllm_bits_per_byte"), (int, float)):  # tokenization-independent, from graftlm.evaluate
+        rows.insert(3, (f"bits per byte on the same text ({m.get('bytes')} UTF-8 bytes)",
+                        _num(m.get("backbone_bits_per_byte"), 3), _num(m.get("sllm_bits_per_byte"), 3),
+                        ratio(m.get("sllm_bits_per_byte"), m.get("backbone_bits_per_byte"))))
     lines = [f"| measured in this run | {name} (backbone) | SentenceLLM (grafted) | SLLM / backbone |",
              "|---|---:|---:|---:|"]
     lines += [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in rows]
     return "\n".join(lines)
+
+
+def _ppl_detail(m: dict[str, Any]) -> str:
+    if "ppl_paragraphs" in m:
+        return f"tokens of sentences 2…n of {m.get('ppl_paragraphs')} paragraphs, {m.get('ppl_targets')} tokens"
+    return f"per token of each side's own tokenization, {m.get('eval_texts', '?')} held-out texts"
+
+
+def _sllm_tokens(m: dict[str, Any]) -> str:
+    n = m.get("sllm_kv_text_tokens")
+    if n is None or n == m.get("kv_tokens"):
+        return ""
+    return f", {n} as the SLLM tokenizes it sentence by sentence"
 
 
 def _list(xs: Any) -> str:
@@ -90,6 +120,47 @@ def _list(xs: Any) -> str:
 
 def _short_name(model: str) -> str:
     return "SmolLM2-135M" if model == "smollm2" else Path(model).name or model
+
+
+def _ended(record: dict[str, Any]) -> str:
+    if record.get("stopped_by_time"):
+        return f"ended on time: its time budget was up after {record.get('steps')} of {record.get('planned_steps')} planned steps"
+    return "ended on steps: all planned steps"
+
+
+def _eval_cut(ev: dict[str, Any]) -> str:
+    return f" (of {ev.get('planned_segments')}: the phase's time budget ended the rest)" if ev.get("cut_by_time") else ""
+
+
+def _cpu_runs(m: dict[str, Any]) -> str:
+    if not isinstance(m.get("backbone_cpu_seconds"), list):
+        return ""
+    return (f"; process CPU time (s): backbone {_list(m.get('backbone_cpu_seconds'))}, SentenceLLM "
+            f"{_list(m.get('sllm_cpu_seconds'))}")
+
+
+def busy_warnings(run: RunFolder) -> list[str]:
+    return [w for p in run.state["phases"].values() if (w := p.get("busy_warning"))]
+
+
+def timing_table(run: RunFolder) -> str:
+    """Per phase: its share of the budget, wall clock, process CPU time, CPU use and load average."""
+    lines = ["| phase | time budget (s) | wall clock (s) | CPU time (s) | CPU ÷ (wall × threads) | load average at end | ended |",
+             "|---|---:|---:|---:|---:|---:|---|"]
+    for phase, rec in run.state["phases"].items():
+        t = rec.get("timing")
+        if not t:
+            continue
+        ended = ("on time" if rec.get("stopped_by_time") or rec.get("cut_by_time") else
+                 "on steps" if "steps" in rec else "done")
+        lines.append(f"| {phase} | {_num(rec.get('allowance_s'), 0)} | {_num(t.get('wall_s'))} | {_num(t.get('cpu_s'))} | "
+                     f"{_num(100 * t['cpu_utilisation'], 0) + ' %' if isinstance(t.get('cpu_utilisation'), float) else '–'} "
+                     f"({t.get('threads')} threads) | {_num(t.get('load_avg_1min'), 2)} on {t.get('cpus')} CPUs | {ended} |")
+    return "\n".join(lines)
+
+
+def _precision(p: Any) -> str:
+    return {"bf16": "bf16 (autocast)", "fp32": "fp32"}.get(p, str(p))
 
 
 def _fmt_seconds(s: Any) -> str:
@@ -109,7 +180,7 @@ def write_report(run: RunFolder) -> Path:
         f"(`--minutes {s['minutes']:g}`). Backbone loading took {', '.join(map(str, st.get('load_seconds', [])))} s.",
         f"Machine: {platform.machine()}, {os.cpu_count()} CPU(s) visible, {m.get('torch_threads', '?')} torch threads, "
         f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}; training precision "
-        f"{setup.get('precision')} (autocast), measurements in fp32. Command: `{cmd}` (settings in state.json).",
+        f"{_precision(setup.get('precision'))}, measurements in fp32. Command: `{cmd}` (settings in state.json).",
         "", "## What was trained, on what", "",
         f"- Backbone: {setup.get('backbone')}.",
         f"- Corpus: {setup.get('corpus')}: {setup.get('train_paragraphs')} training paragraphs "
@@ -121,15 +192,15 @@ def write_report(run: RunFolder) -> Path:
         f"(the backbone's tokenizer); token embeddings and the tied output head are the backbone's embedding "
         f"matrix, frozen. {svae.get('trainable_parameters')} of {svae.get('parameters')} parameters trained for "
         f"**{svae.get('steps')} steps** of {svae.get('batch_size')} segments in {_fmt_seconds(svae.get('seconds'))} "
-        f"(lr {svae.get('lr')}, warm-up + cosine; {'stopped by its time budget' if svae.get('stopped_by_time') else 'all planned steps'}); "
+        f"(lr {svae.get('lr')}, warm-up + cosine; {_ended(svae)}); "
         f"last training loss {_num(svae.get('last_loss'), 3)} (focal).",
         f"- SentenceLLM: the VAE above grafted onto the backbone (`graftlm.graft`), LoRA r={sllm.get('lora_r')} on "
         f"{sllm.get('lora_targets')} in the frozen backbone + the VAE's layers + termination head: "
         f"{sllm.get('trainable_parameters')} of {sllm.get('parameters')} parameters trained for "
         f"**{sllm.get('steps')} steps** of {sllm.get('batch_size')} paragraphs (≤ {s['max_sentences']} sentences each) "
-        f"in {_fmt_seconds(sllm.get('seconds'))}; last training loss {_num(sllm.get('last_loss'), 3)}.",
+        f"in {_fmt_seconds(sllm.get('seconds'))} ({_ended(sllm)}); last training loss {_num(sllm.get('last_loss'), 3)}.",
         "", "## SentenceVAE: held-out reconstruction", "",
-        f"{ev.get('segments')} held-out segments: exact match (greedy decode from the vector) "
+        f"{ev.get('segments')} held-out segments{_eval_cut(ev)}: exact match (greedy decode from the vector) "
         f"**{_num(100 * ev.get('exact_match', float('nan')))} %**, teacher-forced PPL **{_num(ev.get('ppl'), 2)}**, "
         f"token accuracy {_num(100 * ev.get('token_accuracy', float('nan')))} %. Examples (like the paper's Table 2):",
         "", reconstruction_table(ev.get("examples", [])) if ev.get("examples") else "(none)",
@@ -142,8 +213,11 @@ def write_report(run: RunFolder) -> Path:
     if gen.get("reference"):
         lines.append(f"- The held-out text actually continues: `{gen.get('reference')!r}`")
     lines += ["", "## Closing table", "", closing_table(run), "",
-              f"Timing runs (s): backbone {_list(m.get('backbone_seconds'))}, SentenceLLM {_list(m.get('sllm_seconds'))}. "
+              f"Timing runs, wall clock (s): backbone {_list(m.get('backbone_seconds'))}, SentenceLLM "
+              f"{_list(m.get('sllm_seconds'))}{_cpu_runs(m)}. "
               f"Termination head accuracy on the PPL paragraphs: {_num(100 * m.get('termination_accuracy', float('nan')))} %.",
+              *[f"\n**{w}**" for w in busy_warnings(run)],
+              "", "## Where the time went", "", timing_table(run),
               "", "## Loss curves", ""]
     for phase in ("svae", "sllm"):
         if (run.path / f"{phase}-loss.png").is_file():

@@ -8,9 +8,13 @@ Layout of ``RUN/``::
     svae-loss.png, sllm-loss.png   loss curves of the two training phases
     data/             train.jsonl, heldout.jsonl: the exact paragraphs used (``{"text": ...}``)
     tokenizer/        the backbone's tokenizer (save_pretrained)
-    svae/             SentenceVAE phase: trainer metrics.jsonl, recipe.yaml, vae/ (save_pretrained),
+    svae/             SentenceVAE phase: trainer metrics.jsonl, recipe.yaml, vae/ (SentenceVAE.from_pretrained
+                      reads it; the frozen embedding is in vae/shared.safetensors, see graftlm.demo.storage),
                       checkpoints/ only while the phase is interrupted
-    sllm/             SentenceLLM phase: same, model/ (SentenceLLM.save_pretrained)
+    sllm/             SentenceLLM phase: same, model/ (graftlm.load reads it; model/vae/shared.safetensors
+                      is a hard link to svae/vae/shared.safetensors)
+
+`demo_sub_runs(RUN)` gives the training runs inside (for `graftlm plot` / `graftlm eval`).
 """
 
 from __future__ import annotations
@@ -75,6 +79,9 @@ class RunFolder:
     def open(cls, path: str | os.PathLike) -> "RunFolder":
         path = Path(path)
         file = path / STATE_FILE
+        if not path.exists():
+            raise ValueError(f"the run folder {str(path)!r} does not exist; pass the folder `graftlm demo` printed "
+                             "(default runs/demo-<timestamp>)")
         if not file.is_file():
             raise ValueError(f"{str(path)!r} is not a graftlm demo run folder (no {STATE_FILE}); "
                              "pass the folder `graftlm demo` printed (default runs/demo-<timestamp>)")
@@ -132,6 +139,27 @@ class RunFolder:
             lines = (self.data_dir / f"{name}.jsonl").read_text(encoding="utf-8").splitlines()
             out.append([json.loads(line)["text"] for line in lines if line.strip()])
         return out[0], out[1]
+
+
+def is_demo_run(path: str | os.PathLike) -> bool:
+    """True when ``path`` is a folder written by `graftlm demo` (it has a demo ``state.json``)."""
+    try:
+        return json.loads((Path(path) / STATE_FILE).read_text()).get("format") == FORMAT
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def demo_sub_runs(path: str | os.PathLike, *, finished_only: bool = True) -> dict[str, Path]:
+    """The training runs inside a demo run folder: ``{"svae": RUN/svae, "sllm": RUN/sllm}``, each
+    a training run folder (metrics.jsonl, recipe.yaml) with its model in ``RUN/svae/vae``
+    (`SentenceVAE.from_pretrained`) and ``RUN/sllm/model`` (`graftlm.load`). Only the phases that
+    finished, unless ``finished_only=False`` (then every part that has a metrics.jsonl).
+    ValueError when ``path`` is not a demo run folder."""
+    run = RunFolder.open(path)
+    parts = {"svae": run.svae_dir, "sllm": run.sllm_dir}
+    if finished_only:
+        return {k: v for k, v in parts.items() if run.done(k)}
+    return {k: v for k, v in parts.items() if (v / "metrics.jsonl").is_file()}
 
 
 def _scalars(record: dict[str, Any]) -> dict[str, Any]:

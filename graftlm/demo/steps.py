@@ -18,12 +18,13 @@ from typing import Any, Callable
 import torch
 from tqdm.auto import tqdm
 
+from graftlm.demo.budget import (MEANINGFUL_STEPS, PhaseClock, busy_warning, share, smallest_meaningful_minutes,
+                                 time_limit)
 from graftlm.demo.inputs import DemoSettings, load_backbone, load_documents, split_documents
-from graftlm.demo.run_folder import RunFolder
+from graftlm.demo.run_folder import PHASES, RunFolder
 from graftlm.demo.train import cycle_batches, measure_step_seconds, phase_config, plan_steps, resolve_precision, run_phase
 
-RESERVE_FRACTION = 0.2  # of the budget, kept for evaluation, generation, measurements and saving
-SVAE_SHARE = 0.6  # of the training time; the SentenceLLM gets the rest
+TAIL_SECONDS = 6.0  # of a training phase's share, kept for saving the model and plotting its curve
 LORA_NAMES = ("q_proj", "k_proj", "v_proj", "o_proj", "out_proj")
 
 
@@ -58,6 +59,19 @@ class DemoSession:
         self.precision = resolve_precision(settings.precision)
         self._backbone: tuple[Any, Any, str] | None = None
         self.sllm: Any = None
+        self.allowance = float("inf")  # seconds of the current phase (set by begin_phase)
+        self.deadline = float("inf")  # time.monotonic() at which the current phase must end
+
+    def begin_phase(self, phase: str) -> float:
+        """Give ``phase`` its share of the time left (see graftlm.demo.budget) and set its deadline."""
+        remaining = self.s.minutes * 60.0 - self.elapsed()
+        left = [p for p in PHASES if p != "setup" and (p == phase or not self.run.done(p))]
+        self.allowance = share(phase, remaining, left) if phase != "setup" else float("inf")
+        self.deadline = time.monotonic() + self.allowance
+        return self.allowance
+
+    def time_left(self) -> float:
+        return self.deadline - time.monotonic()
 
     # -- shared pieces ----------------------------------------------------------------------------
     def elapsed(self) -> float:
@@ -119,10 +133,8 @@ class DemoSession:
         self.run.write_split(train, heldout)
         if hasattr(tokenizer, "save_pretrained"):
             tokenizer.save_pretrained(str(self.run.tokenizer_dir))
-        total = self.s.minutes * 60.0
-        train_time = max(total * (1 - RESERVE_FRACTION) - self.elapsed(), 0.0)
-        self.run.state["budget"] = {"total_s": total, "svae_s": round(train_time * SVAE_SHARE, 1),
-                                    "sllm_s": round(train_time * (1 - SVAE_SHARE), 1)}
+        self.run.state["budget"] = {"total_s": self.s.minutes * 60.0, "after_setup_s": round(
+            self.s.minutes * 60.0 - self.elapsed(), 1)}
         self.save("setup", done=True, corpus=corpus, backbone=label, train_paragraphs=len(train),
                   heldout_paragraphs=len(heldout), train_segments=n_seg, train_tokens=n_tok, train_windows=n_win,
                   heldout_segments=len(held), mean_segment_tokens=round(mean_len, 3), precision=self.precision)
@@ -130,30 +142,43 @@ class DemoSession:
     def _train(self, phase: str, model: torch.nn.Module, kind: str, batch_size: int, lr: float,
                cap: int | None) -> dict[str, Any]:
         """Plan (or re-use the plan of an interrupted try), train, return the phase record."""
-        record = {k: v for k, v in self.run.result(phase).items() if k != "done"}
-        allowance = float(self.run.state["budget"][f"{phase}_s"])
-        spent = float(record.get("spent", 0.0))
+        record = {k: v for k, v in self.run.result(phase).items() if k not in ("done", "allowance_s")}
         make = self.batches(kind, batch_size)
-        t = time.perf_counter()
-        if "planned_steps" not in record:
-            step_s = measure_step_seconds(model, next(make(0, 0, 1)), self.precision)
-            record.update(planned_steps=plan_steps(allowance - (time.perf_counter() - t), step_s, cap),
-                          step_seconds_estimate=round(step_s, 3))
-        planned = int(record["planned_steps"])
         name = "SentenceVAE" if kind == "svae" else "SentenceLLM"
+        if "planned_steps" not in record or not record.get("interrupted"):
+            step_s = measure_step_seconds(model, next(make(0, 0, 1)), self.precision)
+            fitting = plan_steps(self.time_left() - TAIL_SECONDS, step_s, None)
+            record.update(planned_steps=min(fitting, cap) if cap is not None else fitting,
+                          step_seconds_estimate=round(step_s, 3))
+            if fitting < MEANINGFUL_STEPS[phase] and (cap is None or cap > fitting):
+                need = smallest_meaningful_minutes(phase, step_s=step_s, minutes=self.s.minutes, fitting_steps=fitting)
+                self.log(f"warning: --minutes {self.s.minutes:g} leaves time for only {fitting} {name} steps "
+                         f"({step_s:.2f} s each on this machine); {MEANINGFUL_STEPS[phase]} or more are needed to "
+                         f"learn something: about --minutes {need:.1f}")
+                record["too_few_steps"] = True
+        planned = int(record["planned_steps"])
         cfg = phase_config(name, kind=kind, steps=planned, batch_size=batch_size, lr=lr, seed=self.s.seed,
                            run_dir=self.run.path / phase, precision=self.precision,
                            backbone=self.s.model if kind == "sllm" else None)
-        left = allowance - spent - (time.perf_counter() - t)
-        self.log(f"{name}: up to {planned} steps of {batch_size} {'segments' if kind == 'svae' else 'paragraphs'}, "
-                 f"{max(left, 0):.0f} s left of its {allowance:.0f} s budget")
+        seconds = max(self.time_left() - TAIL_SECONDS, 0.0)
+        self.log(f"{name}: {planned} steps of {batch_size} {'segments' if kind == 'svae' else 'paragraphs'} planned "
+                 f"for {seconds:.0f} s{f' (capped at {cap})' if cap is not None else ''}; re-planned as it goes")
+        t = time.perf_counter()
         try:
-            res = run_phase(model, cfg, make, seconds=max(left, 0.0), resume=bool(record.get("interrupted")))
-        except KeyboardInterrupt:
-            self.save(phase, done=False, **{**record, "interrupted": True, "spent": spent + time.perf_counter() - t})
+            res = run_phase(model, cfg, make, seconds=seconds, resume=bool(record.get("interrupted")), cap=cap)
+        except KeyboardInterrupt as err:
+            record["planned_steps"] = int(getattr(err, "planned_steps", planned))
+            spent = float(record.get("spent", 0.0)) + time.perf_counter() - t
+            self.save(phase, done=False, **{**record, "interrupted": True, "spent": round(spent, 2)})
             raise
+        how = (f"ended on time: its {seconds:.0f} s were up after {res.steps} of {res.planned_steps} planned steps"
+               if res.stopped_by_time else f"ended on steps: all {res.steps} planned steps in "
+               f"{time.perf_counter() - t:.0f} s")
+        self.log(f"{name} {how}; last loss {res.last_loss:.3f}")
         trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-        return {**record, "steps": res.steps, "seconds": round(spent + time.perf_counter() - t, 1),
+        return {**record, "steps": res.steps, "seconds": round(float(record.get("spent", 0.0))
+                                                               + time.perf_counter() - t, 1),
+                "planned_steps": res.planned_steps, "replans": res.replans,
                 "stopped_by_time": res.stopped_by_time, "last_loss": res.last_loss, "batch_size": batch_size,
                 "lr": lr, "trainable_parameters": trainable, "interrupted": False,
                 "parameters": sum(p.numel() for p in model.parameters())}
@@ -174,7 +199,9 @@ class DemoSession:
         vae.init_embeddings_from(emb)
         freeze_embeddings(vae)
         record = self._train("svae", vae, "svae", self.s.svae_batch, self.s.svae_lr, self.s.svae_steps)
-        vae.eval().save_pretrained(self.run.vae_dir)
+        from graftlm.demo.storage import save_vae
+
+        save_vae(vae.eval(), self.run.vae_dir)  # the frozen embedding once, in shared.safetensors
         self._plot("svae")
         self.save("svae", done=True, **record, layers=config.num_layers, hidden_size=config.hidden_size,
                   num_heads=config.num_heads, vocab_size=config.vocab_size)
@@ -193,11 +220,22 @@ class DemoSession:
             keep = sorted(random.Random(self.s.seed).sample(range(len(segments)), self.s.eval_segments))
             segments = [segments[i] for i in keep]
         chunks = [segments[i:i + 32] for i in range(0, len(segments), 32)]
-        parts = [evaluate_svae(vae, chunk, pad_id=vae.config.pad_token_id, batch_size=len(chunk),
-                               tokenizer=tokenizer if i == 0 else None, num_examples=6 if i == 0 else 0)
-                 for i, chunk in enumerate(tqdm(chunks, desc="SentenceVAE held-out eval", unit="batch",
-                                                dynamic_ncols=True))]
-        self.save("svae_eval", done=True, **merge_svae_evals(parts))
+        parts: list[dict[str, Any]] = []
+        bar = tqdm(total=len(chunks), desc="SentenceVAE held-out eval", unit="batch", dynamic_ncols=True)
+        for i, chunk in enumerate(chunks):
+            if parts and self.time_left() <= 0:  # at least one batch, then only what fits
+                break
+            parts.append(evaluate_svae(vae, chunk, pad_id=vae.config.pad_token_id, batch_size=len(chunk),
+                                       tokenizer=tokenizer if i == 0 else None, num_examples=6 if i == 0 else 0))
+            bar.update(1)
+        cut = len(parts) < len(chunks)
+        bar.set_postfix_str(f"stopped: time budget ({len(parts)} of {len(chunks)} batches)" if cut else "done: all batches")
+        bar.close()
+        result = merge_svae_evals(parts)
+        self.save("svae_eval", done=True, **result, cut_by_time=cut, planned_segments=len(segments))
+        from graftlm.demo.report import reconstruction_summary
+
+        self.log(reconstruction_summary(result, planned=len(segments)))
 
     def train_sllm(self) -> None:
         from peft import LoraConfig
@@ -220,6 +258,10 @@ class DemoSession:
         except ValueError:
             sllm.save_pretrained(self.run.sllm_model_dir, save_backbone="weights")
             mode = "weights"
+        from graftlm.demo.storage import save_vae
+
+        # the SLLM's VAE trained its layers, not its frozen embedding: link the SVAE's copy of it
+        record["vae_embedding"] = save_vae(sllm.vae, self.run.sllm_model_dir / "vae", share_with=self.run.vae_dir)
         self.sllm = sllm
         self._plot("sllm")
         self.save("sllm", done=True, **record, lora_r=self.s.lora_r, lora_targets=",".join(lora.target_modules),
@@ -250,15 +292,23 @@ class DemoSession:
                 if step[0] is not None:
                     pieces.append(step[0])
                     print(f"  [{len(pieces)}] {step[0]!r}", flush=True)
+                if pieces and self.time_left() < 0.4 * self.allowance:  # keep time for the backbone's turn
+                    break
+        cut = len(pieces) < self.s.new_sentences and self.time_left() < 0.4 * self.allowance
+        if cut:
+            self.log(f"  (stopped after {len(pieces)} sentence(s): the phase's time budget)")
         n_new = sum(len(tokenizer(p, add_special_tokens=False)["input_ids"]) for p in pieces)
         ids = torch.tensor([tokenizer(prompt, add_special_tokens=False)["input_ids"]])
         with torch.inference_mode():
             out = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), do_sample=False,
-                                 max_new_tokens=max(n_new, 8), pad_token_id=self.pad_id())
+                                 max_new_tokens=max(n_new, 8), pad_token_id=self.pad_id(),
+                                 max_time=max(self.time_left(), 1.0))
         backbone_text = tokenizer.decode(out[0, ids.shape[1]:].tolist(), skip_special_tokens=True)
         self.log(f"the backbone alone continues ({max(n_new, 8)} tokens, greedy): {backbone_text!r}")
+        if reference:
+            self.log(f"the held-out text actually continues: {reference!r}")
         self.save("generate", done=True, prompt=prompt, reference=reference, sllm_sentences=pieces,
-                  sllm_text="".join(pieces), sllm_new_tokens=n_new, backbone_text=backbone_text)
+                  sllm_text="".join(pieces), sllm_new_tokens=n_new, backbone_text=backbone_text, cut_by_time=cut)
 
     def measure(self) -> None:
         from graftlm.demo.measure import measure_all
@@ -281,13 +331,18 @@ class DemoSession:
             if bar.n < bar.total and what != "causal perplexity":
                 bar.update(1)
 
-        result = measure_all(sllm, model, tokenizer, windows=windows, heldout_docs=heldout,
-                             segmenter=RegexSegmenter(max_tokens=self.s.max_tokens, tokenizer=tokenizer),
-                             pad_id=self.pad_id(), new_tokens=self.s.bench_tokens, sentence_len=sentence_len,
-                             mean_segment_tokens=mean_len, progress=progress)
+        kwargs = dict(windows=windows, heldout_docs=heldout,
+                      segmenter=RegexSegmenter(max_tokens=self.s.max_tokens, tokenizer=tokenizer),
+                      pad_id=self.pad_id(), new_tokens=self.s.bench_tokens, sentence_len=sentence_len,
+                      mean_segment_tokens=mean_len, progress=progress)
+        kwargs.update(time_limit(measure_all, self.deadline))
+        result = measure_all(sllm, model, tokenizer, **kwargs)
         bar.update(bar.total - bar.n)
+        late = self.time_left() < 0
+        bar.set_postfix_str(f"done, {-self.time_left():.0f} s past its time budget" if late else "done: all measurements")
         bar.close()
-        self.save("measure", done=True, **result, ppl_text=ppl_text, torch_threads=torch.get_num_threads())
+        self.save("measure", done=True, **result, ppl_text=ppl_text, torch_threads=torch.get_num_threads(),
+                  time_limited=bool(kwargs.keys() & {"deadline", "budget_s"}))
 
     def report(self) -> None:
         from graftlm.demo.report import write_report
@@ -306,19 +361,30 @@ class DemoSession:
 
 
 def run_phases(session: DemoSession) -> None:
-    """Run every phase that is not done yet, in order."""
+    """Run every phase that is not done yet, in order, each within its share of the budget."""
     run = session.run
     steps = [("setup", session.setup), ("svae", session.train_svae), ("svae_eval", session.eval_svae),
              ("sllm", session.train_sllm), ("generate", session.generate), ("measure", session.measure),
              ("report", session.report)]
+    budget = session.s.minutes * 60
     for i, (phase, fn) in enumerate(steps, 1):
         if run.done(phase):
             session.log(f"[{i}/{len(steps)}] {phase}: done earlier, reused")
             continue
-        session.log(f"[{i}/{len(steps)}] {phase} (at {session.elapsed():.0f} s of the "
-                    f"{session.s.minutes * 60:.0f} s budget)")
-        t = time.perf_counter()
-        fn()
-        run.state["phases"][phase]["phase_seconds"] = round(time.perf_counter() - t, 2)
+        allowance = session.begin_phase(phase)
+        share_text = "" if phase == "setup" else f"; this phase gets {allowance:.0f} s"
+        session.log(f"[{i}/{len(steps)}] {phase} (at {session.elapsed():.0f} s of the {budget:.0f} s budget{share_text})")
+        with PhaseClock(torch.get_num_threads()) as clock:
+            fn()
+        timing = clock.record()
+        record = run.state["phases"][phase]
+        record["phase_seconds"] = timing["wall_s"]
+        record["timing"] = timing
+        if phase != "setup":
+            record["allowance_s"] = round(allowance, 1)
+        warning = busy_warning(timing, f"the {phase} phase") if phase in ("svae", "sllm", "measure") else None
+        if warning:
+            record["busy_warning"] = warning
+            session.log(warning)
         run.state["elapsed"] = round(session.elapsed(), 2)
         run.save()

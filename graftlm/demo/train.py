@@ -2,7 +2,8 @@
 
 A phase gets a number of seconds. Two measured forward/backward passes give the step time, from
 which the planned step count (and so the warm-up + cosine schedule and the progress bar) is set;
-the deadline is still enforced after every step. Ctrl-C during training finishes the current
+at 10/25/50/75 % of the phase's time the plan is re-made from the step rate actually measured
+(the cosine then decays over the new count), and the deadline is enforced after every step. Ctrl-C during training finishes the current
 step, writes a full checkpoint (weights, optimizer, scheduler, RNG, data position) and raises
 KeyboardInterrupt; ``resume=True`` continues from that checkpoint. A second Ctrl-C quits at once.
 """
@@ -15,7 +16,7 @@ import signal
 import sys
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
@@ -51,22 +52,79 @@ class InterruptGuard:
             signal.signal(signal.SIGINT, self._previous)
 
 
-class PhaseControl:
-    """Trainer callback: on a requested interrupt save and raise; past the deadline stop."""
+def _open_bar(name: str) -> Any:
+    """The Trainer's open progress bar for phase ``name`` (tqdm keeps a registry of open bars)."""
+    from tqdm.auto import tqdm
 
-    def __init__(self, deadline: float, guard: InterruptGuard) -> None:
+    for bar in list(getattr(tqdm, "_instances", ())):
+        if getattr(bar, "desc", None) == name and not getattr(bar, "disable", False):
+            return bar
+    return None
+
+
+class PhaseControl:
+    """Trainer callback: on a requested interrupt save and raise; re-plan the step count from the
+    step rate actually measured (a machine that got slower or faster than at planning time); past
+    the deadline stop. The progress bar ends with why the phase stopped."""
+
+    REPLAN_AT = (0.1, 0.25, 0.5, 0.75)  # fractions of the phase's time
+    MIN_CHANGE = 0.1  # re-plan only when the fitting step count differs by more than this fraction
+
+    def __init__(self, deadline: float, guard: InterruptGuard, *, cap: int | None = None) -> None:
         self.deadline = deadline
         self.guard = guard
+        self.cap = cap
         self.stopped_by_time = False
+        self.replans: list[tuple[int, int]] = []  # (at step, new planned steps)
+        self._origin: tuple[int, float] | None = None  # (step, time) of the first callback
+        self._next = 0
 
     def __call__(self, trainer: "DemoTrainer", step: int) -> None:
         if self.guard.requested:
             trainer.checkpoint_allowed = True
             trainer.save()
             raise KeyboardInterrupt
-        if time.monotonic() >= self.deadline and step < trainer.cfg.max_steps:
+        now = time.monotonic()
+        if self._origin is None:  # the first step includes warm-up costs: measure from here on
+            self._origin = (step, now)
+        elif self._next < len(self.REPLAN_AT):
+            t0 = self._origin[1]
+            if now - t0 >= self.REPLAN_AT[self._next] * max(self.deadline - t0, 1e-9):
+                self._next += 1
+                self._replan(trainer, step, now)
+        if now >= self.deadline and step < trainer.cfg.max_steps:
             self.stopped_by_time = True
+            self._bar_reason(trainer, f"stopped: time budget reached ({step} of {trainer.cfg.max_steps} planned steps)")
             trainer.cfg.max_steps = step  # ends Trainer.fit's loop after this step
+        elif step >= trainer.cfg.max_steps:
+            self._bar_reason(trainer, f"done: all {step} planned steps")
+
+    def _replan(self, trainer: "DemoTrainer", step: int, now: float) -> None:
+        s0, t0 = self._origin  # type: ignore[misc]
+        if step <= s0:
+            return
+        rate = (step - s0) / max(now - t0, 1e-9)
+        fitting = step + max(1, int((self.deadline - now) * rate * 0.97))
+        if self.cap is not None:
+            fitting = min(fitting, self.cap)
+        planned = trainer.cfg.max_steps
+        if abs(fitting - planned) <= self.MIN_CHANGE * planned:
+            return
+        trainer.cfg.max_steps = fitting
+        schedule = getattr(getattr(trainer, "scheduler", None), "lr_lambdas", [None])[0]
+        if hasattr(schedule, "cosine_steps") and hasattr(schedule, "warmup_steps"):
+            schedule.cosine_steps = max(1, fitting - schedule.warmup_steps)  # decay over the new plan
+        self.replans.append((step, fitting))
+        bar = _open_bar(getattr(trainer.cfg, "name", None))
+        if bar is not None:
+            bar.total = fitting
+            bar.set_postfix_str(f"re-planned: {fitting} steps fit (was {planned})")
+
+    @staticmethod
+    def _bar_reason(trainer: "DemoTrainer", text: str) -> None:
+        bar = _open_bar(getattr(trainer.cfg, "name", None))
+        if bar is not None:
+            bar.set_postfix_str(text, refresh=True)
 
 
 class DemoTrainer(Trainer):
@@ -87,6 +145,8 @@ class PhaseResult:
     seconds: float  # wall time of this call
     stopped_by_time: bool
     last_loss: float
+    planned_steps: int = 0  # the plan at the end (after any re-planning)
+    replans: list = field(default_factory=list)  # (at step, new planned steps)
 
 
 def autocast(precision: str) -> contextlib.AbstractContextManager:
@@ -137,18 +197,24 @@ def phase_config(name: str, *, kind: str, steps: int, batch_size: int, lr: float
 
 
 def run_phase(model: torch.nn.Module, cfg: TrainConfig, make_batches: Callable[[int, int, int], Iterable[dict]],
-              *, seconds: float, resume: bool) -> PhaseResult:
-    """Train ``model`` with ``cfg`` for at most ``seconds`` (at least one step).
+              *, seconds: float, resume: bool, cap: int | None = None) -> PhaseResult:
+    """Train ``model`` with ``cfg`` for at most ``seconds`` (at least one step); the step count
+    is re-planned from the measured step rate, never above ``cap``.
 
     Raises KeyboardInterrupt after saving a checkpoint when the user pressed Ctrl-C."""
     t0 = time.perf_counter()
     with InterruptGuard() as guard:
-        control = PhaseControl(time.monotonic() + seconds, guard)
+        control = PhaseControl(time.monotonic() + seconds, guard, cap=cap)
         trainer = DemoTrainer(model, cfg, make_batches, callbacks=[control], run_dir=cfg.output_dir)
-        result = trainer.fit(resume=resume)
+        try:
+            result = trainer.fit(resume=resume)
+        except KeyboardInterrupt as err:
+            err.planned_steps = trainer.cfg.max_steps  # type: ignore[attr-defined]  # the plan to resume with
+            raise
     shutil.rmtree(Path(cfg.output_dir) / "checkpoints", ignore_errors=True)  # only needed while interrupted
     return PhaseResult(steps=result.step, seconds=time.perf_counter() - t0,
-                       stopped_by_time=control.stopped_by_time, last_loss=result.last_loss)
+                       stopped_by_time=control.stopped_by_time, last_loss=result.last_loss,
+                       planned_steps=int(max(trainer.cfg.max_steps, result.step)), replans=control.replans)
 
 
 def cycle_batches(batches: Callable[[int], Iterator[dict]]) -> Callable[[int, int, int], Iterator[dict]]:

@@ -75,9 +75,30 @@ def from_pretrained(cls, directory: str | Path, device=None, dtype: torch.dtype 
         raise TypeError(f"dtype must be a torch.dtype such as torch.bfloat16, got {dtype!r}")
     config = SentenceVAEConfig.from_json_file(directory / CONFIG_NAME)
     state = read_safetensors(directory / WEIGHTS_NAME, "SentenceVAE weights")
+    if (directory / SHARED_NAME).is_file():
+        _add_shared(read_safetensors(directory / SHARED_NAME, "SentenceVAE shared weights"),
+                    _metadata(directory / SHARED_NAME), state)
     model = cls(config)
     load_checked(model, state, str(directory / WEIGHTS_NAME))
     return model.to(device=device, dtype=dtype).eval()
+
+
+SHARED_NAME = "shared.safetensors"  # optional: tensors stored once for several keys (graftlm.demo.storage)
+
+
+def _metadata(path: Path) -> dict[str, str]:
+    from safetensors import safe_open
+
+    with safe_open(str(path), "pt") as f:
+        return f.metadata() or {}
+
+
+def _add_shared(shared: dict[str, torch.Tensor], meta: dict[str, str], state: dict[str, torch.Tensor]) -> None:
+    """Fill in the keys a shared tensor stands for: its metadata entry lists them, comma-separated
+    (its own name when there is no entry)."""
+    for name, tensor in shared.items():
+        for key in filter(None, meta.get(name, name).split(",")):
+            state.setdefault(key, tensor)
 
 
 # ------------------------------------------------------------------ the authors' checkpoints
