@@ -13,6 +13,11 @@ python -m pip install -q --upgrade pip
 if ! python -c "import torch" 2>/dev/null; then
     python -m pip install -q torch==2.13.0
 fi
+# torch imports numpy if it can (and warns "Failed to initialize NumPy" if it cannot); its wheel
+# does not depend on numpy, the project (through transformers) does: install it before torch is used.
+if ! python -c "import numpy" 2>/dev/null; then
+    python -m pip install -q numpy
+fi
 # Keep whatever torch is there: constrain the rest of the install to it.
 TORCH_VERSION="$(python -c 'import torch; print(torch.__version__.split("+")[0])')"
 echo "torch==${TORCH_VERSION}" > .venv/constraints.txt
