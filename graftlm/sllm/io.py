@@ -258,6 +258,9 @@ def load(directory: str | Path, *, backbone: Any = None, device: str | torch.dev
         adapter=adapter,
         **({"attention": opts["attention"]} if opts.get("attention") else {}),
     )
+    for key in ("segmenter", "distill"):  # recorded by training, not by graft()
+        if opts.get(key) is not None:
+            sllm.graft_options[key] = opts[key]
     _check_state(sllm, state, config, directory / WEIGHTS_NAME)
     sllm.load_state_dict(state, strict=False)  # strict=False: the VAE (and a referenced body) load separately
     if device is not None:

@@ -33,6 +33,7 @@ class SentenceLLMOutput:
     target_mask: torch.Tensor  # (B, S, T+1) bool
     hidden_states: torch.Tensor  # (B, S, d) body output (0-padding slots hold junk; mask them)
     termination_logits: torch.Tensor  # (B, S, 2): index 1 = another sentence follows
+    distillation_loss: torch.Tensor | None = None  # () KL(teacher ‖ decoder) per token, when distilling
 
     @property
     def num_targets(self) -> int:
@@ -102,6 +103,26 @@ class SentenceLLM(nn.Module):
     @property
     def device(self) -> torch.device:
         return next(self.parameters()).device
+
+    def set_teacher(self, teacher: torch.nn.Module | None, *, weight: float = 1.0, topk: int = 32,
+                    prefix_ids: list[int] | None = None) -> None:
+        """Distil from ``teacher`` (the un-grafted backbone) while training: the loss gains
+        ``weight`` × KL(teacher ‖ sentence decoder) per token (`graftlm.sllm.distill`). The
+        teacher is held outside the module tree (never saved or trained); ``None`` stops it."""
+        from graftlm.sllm.distill import Teacher
+
+        if teacher is None:
+            self.__dict__["_teacher"] = None
+            self.graft_options.pop("distill", None)
+            return
+        if self.graft_options.get("own_vocab"):
+            raise ValueError("distillation needs the VAE to share the backbone's tokenizer (own_vocab=False)")
+        self.__dict__["_teacher"] = Teacher(teacher, weight=weight, topk=topk, prefix_ids=prefix_ids)
+        self.graft_options["distill"] = {"weight": float(weight), "topk": int(topk)}
+
+    @property
+    def teacher(self) -> Any:
+        return self.__dict__.get("_teacher")
 
     @property
     def segment_budget(self) -> int:
@@ -208,7 +229,14 @@ class SentenceLLM(nn.Module):
         else:  # single-sentence paragraphs only: nothing to decode
             dec_loss = hidden.sum() * 0.0
         loss = dec_loss + self.termination_weight * term_loss
-        return SentenceLLMOutput(loss, dec_loss, term_loss, token_logprobs, target_mask, hidden, term_logits)
+        kl = None
+        if self.teacher is not None and self.training and bool(pair.any()):
+            from graftlm.sllm.distill import distillation_loss
+
+            t_ids, t_lp = self.teacher.targets(input_ids, tm, sm)
+            kl = distillation_loss(dec.logits, t_ids[:, 1:][pair], t_lp[:, 1:][pair], tm[:, 1:][pair])
+            loss = loss + self.teacher.weight * kl
+        return SentenceLLMOutput(loss, dec_loss, term_loss, token_logprobs, target_mask, hidden, term_logits, kl)
 
     # ------------------------------------------------------------------ generation / io
     def generate(self, prompts: Any, tokenizer: Any = None, **kwargs: Any) -> Any:
@@ -241,3 +269,11 @@ class SentenceLLM(nn.Module):
         from graftlm.sllm.io import load
 
         return load(directory, **kwargs)
+
+    @classmethod
+    def from_official(cls, path: Any, config: Any, *, backbone: Any, **kwargs: Any) -> "SentenceLLM":
+        """The authors' SentenceLLM ``.pth`` onto a transformers OPT ``backbone`` (never unpickled);
+        ``use_ema=``, ``attention=``, ``backbone_config=``: see `graftlm.sllm.official`."""
+        from graftlm.sllm.official import from_official
+
+        return from_official(cls, path, config, backbone=backbone, **kwargs)

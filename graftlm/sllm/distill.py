@@ -1,0 +1,91 @@
+"""Distillation from the un-grafted backbone into the sentence decoder.
+
+The teacher (the original causal LM) reads each paragraph's tokens in order, so its next-token
+distribution for token j of sentence s conditions on exactly what the SentenceLLM may use: all
+earlier sentences and the current sentence's tokens before j. The student is the sentence decoder
+decoding sentence s from hidden state s-1. The loss is KL(teacher ‖ student) per token over the
+teacher's top-k tokens (renormalised; the standard sparse approximation), averaged over the
+decoded tokens; the eos targets have no teacher counterpart and keep their cross-entropy only.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+
+@torch.no_grad()
+def teacher_topk(teacher: torch.nn.Module, input_ids: torch.Tensor, token_mask: torch.Tensor,
+                 sentence_mask: torch.Tensor, k: int, prefix_ids: list[int] | None = None
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Top-``k`` teacher (ids, log-probs) for every token of every sentence: (B, S, T, k) each.
+
+    Entry [b, s, t] is the teacher's distribution for token t of sentence s given the paragraph's
+    earlier tokens (``prefix_ids``, e.g. OPT's ``</s>``, in front); sentence 0's first token has no
+    context without a prefix and gets the distribution after the prefix, or zeros (masked later).
+    """
+    B, S, T = input_ids.shape
+    device = input_ids.device
+    tm = token_mask.bool() & sentence_mask.bool()[..., None]
+    prefix = torch.tensor(prefix_ids or [], dtype=torch.long, device=device)
+    rows = [torch.cat([prefix, input_ids[b][tm[b]]]) for b in range(B)]
+    length = max(len(r) for r in rows)
+    ids = torch.zeros(B, length, dtype=torch.long, device=device)
+    attn = torch.zeros(B, length, dtype=torch.long, device=device)
+    for b, r in enumerate(rows):
+        ids[b, : len(r)] = r
+        attn[b, : len(r)] = 1
+    logits = teacher(input_ids=ids, attention_mask=attn).logits.float()
+    logp = torch.log_softmax(logits, -1)
+    top_lp, top_ids = logp.topk(k, dim=-1)  # (B, L, k)
+    out_ids = torch.zeros(B, S, T, k, dtype=torch.long, device=device)
+    out_lp = torch.full((B, S, T, k), float("-inf"), device=device)
+    for b in range(B):
+        # concatenated position of each real token; the teacher predicts it from the position before
+        pos = torch.cumsum(tm[b].flatten().long(), 0).view(S, T) - 1 + len(prefix)
+        src = pos - 1
+        ok = tm[b] & (src >= 0)
+        out_ids[b][ok] = top_ids[b, src[ok]]
+        out_lp[b][ok] = top_lp[b, src[ok]]
+    return out_ids, out_lp
+
+
+def distillation_loss(student_logits: torch.Tensor, teacher_ids: torch.Tensor, teacher_logp: torch.Tensor,
+                      token_mask: torch.Tensor) -> torch.Tensor:
+    """Mean over real tokens of KL(teacher ‖ student) on the teacher's top-k support.
+
+    ``student_logits`` (M, L', V) with L' ≥ L (the decoder's extra eos position is ignored);
+    ``teacher_ids`` / ``teacher_logp`` (M, L, k); ``token_mask`` (M, L) bool. The teacher's top-k
+    probabilities are renormalised to sum to 1; the student's log-probs are over the whole vocab.
+    """
+    L = teacher_ids.shape[1]
+    student_lp = torch.log_softmax(student_logits[:, :L].float(), -1).gather(-1, teacher_ids)  # (M, L, k)
+    t_lp = teacher_logp - torch.logsumexp(teacher_logp, -1, keepdim=True)
+    mask = token_mask.bool() & torch.isfinite(teacher_logp[..., 0])
+    kl = (t_lp.exp() * (t_lp - student_lp)).sum(-1)
+    kl = torch.where(mask, kl, torch.zeros_like(kl))
+    return kl.sum() / mask.sum().clamp_min(1)
+
+
+class Teacher:
+    """The frozen teacher and the distillation settings held by a SentenceLLM (not a submodule:
+    it is neither saved nor trained with the SentenceLLM)."""
+
+    def __init__(self, model: torch.nn.Module, *, weight: float, topk: int = 32,
+                 prefix_ids: list[int] | None = None) -> None:
+        if not weight > 0:
+            raise ValueError(f"distillation weight must be > 0, got {weight!r}")
+        if isinstance(topk, bool) or not isinstance(topk, int) or topk < 1:
+            raise ValueError(f"distillation topk must be a positive int, got {topk!r}")
+        if getattr(model, "get_output_embeddings", lambda: None)() is None:
+            raise ValueError("the teacher must be an un-grafted causal LM with its LM head (a fresh copy of the backbone)")
+        for p in model.parameters():
+            p.requires_grad_(False)
+        self.model = model.eval()
+        self.weight = float(weight)
+        self.topk = topk
+        self.prefix_ids = list(prefix_ids or [])
+
+    def targets(self, input_ids: torch.Tensor, token_mask: torch.Tensor, sentence_mask: torch.Tensor) -> Any:
+        return teacher_topk(self.model, input_ids, token_mask, sentence_mask, self.topk, self.prefix_ids)
