@@ -120,12 +120,13 @@ class SentenceVAEConfig:
         cls, vocab_size: int, hidden_size: int = 768, num_heads: int = 12, num_layers: int = 1, **kw: Any
     ) -> "SentenceVAEConfig":
         """The authors' architecture (reference.md §2). Pass ``fusion="weighted"`` for their
-        ``learnable_add``, ``embed_dim`` for OPT-350M-style ``project_in``, and their token ids
-        (OPT: ``pad_token_id=1, bos_token_id=2, eos_token_id=2``)."""
+        ``learnable_add``, ``embed_dim`` for OPT-350M-style ``project_in``. The token ids default
+        to OPT's, as in all their checkpoints (pad 1, bos = eos = 2 ``</s>``); pass others for
+        another tokenizer. Their YAML files / config dicts: `graftlm.vae.official.official_config`."""
         preset = dict(
             ffn_size=2 * hidden_size, dropout=0.1, max_tokens=64, fusion="sum", norm_first=False,
             position="sinusoidal", activation="relu", tie_word_embeddings=False, encoder_bos=True,
-            loss="focal", focal_gamma=2.0,
+            loss="focal", focal_gamma=2.0, pad_token_id=1, bos_token_id=2, eos_token_id=2,
         )
         preset.update(kw)
         return cls(vocab_size=vocab_size, hidden_size=hidden_size, num_heads=num_heads, num_layers=num_layers, **preset)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn as nn
@@ -181,6 +182,11 @@ class SentenceVAE(nn.Module):
         if bool((mask[:, 1:] & ~mask[:, :-1]).any()):
             raise ValueError("attention_mask must be right-padded (True…True False…False in every row)")
         ids = input_ids.long().masked_fill(~mask, c.pad_token_id)
+        if c.encoder_bos and bool((ids[:, 0] == c.bos_token_id).any()):
+            rows = (ids[:, 0] == c.bos_token_id).nonzero().flatten().tolist()[:8]
+            raise ValueError(
+                f"rows {rows} start with the bos id {c.bos_token_id}, which graftlm adds itself: the authors' "
+                "tokenizer output starts with </s>; strip it (graftlm.vae.official.strip_official_bos)")
         real = ids[mask]
         if bool(((real < 0) | (real >= c.vocab_size)).any()):
             raise ValueError(f"input_ids contain ids outside the vocabulary [0, {c.vocab_size}) at real tokens")
@@ -300,7 +306,10 @@ class SentenceVAE(nn.Module):
         return from_pretrained(cls, directory, device=device, dtype=dtype)
 
     @classmethod
-    def from_official(cls, path: str | Path, config: SentenceVAEConfig, *, use_ema: bool = False) -> "SentenceVAE":
-        from graftlm.vae.checkpoint import from_official
+    def from_official(cls, path: str | Path, config: Any, *, use_ema: bool | None = None,
+                      backbone_config: Any = None) -> "SentenceVAE":
+        """The authors' ``.pth`` (never unpickled); ``config`` = their YAML path, their config dict
+        or a SentenceVAEConfig. See `graftlm.vae.official` (``use_ema``, their input layout)."""
+        from graftlm.vae.official import from_official
 
-        return from_official(cls, path, config, use_ema=use_ema)
+        return from_official(cls, path, config, use_ema=use_ema, backbone_config=backbone_config)
