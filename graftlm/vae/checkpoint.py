@@ -1,12 +1,11 @@
 """SentenceVAE checkpoints: our own format (config.json + model.safetensors) and the authors' .pth.
 
-No pickle is ever executed: safetensors for our files, ``torch.load(weights_only=True)`` for theirs.
+No pickle is ever executed: safetensors for our files; theirs are read by `graftlm.vae.official`
+(a restricted reader that imports nothing the file names).
 """
 
 from __future__ import annotations
 
-import pickle
-import re
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -102,81 +101,5 @@ def _add_shared(shared: dict[str, torch.Tensor], meta: dict[str, str], state: di
 
 
 # ------------------------------------------------------------------ the authors' checkpoints
-_RENAMES = [  # (official pattern, our name); {i} = layer index, rest = the parameter's tail
-    (r"encoder\.embed_token\.weight", "encoder.embedding.embed.weight"),
-    (r"encoder\.project_in\.weight", "encoder.embedding.project_in.weight"),
-    (r"encoder\.lnorm\.(weight|bias)", r"encoder.fusion_norm.\1"),
-    (r"encoder\.la\.(weight|bias)", r"encoder.fusion_weight.\1"),
-    (r"decoder\.embed_token\.weight", "decoder.embedding.embed.weight"),
-    (r"decoder\.project_in\.weight", "decoder.embedding.project_in.weight"),
-    (r"decoder\.linear\.(weight|bias)", r"decoder.lm_head.\1"),
-    (r"(encoder|decoder)\.\1\.layers\.(\d+)\.self_attn\.in_proj_(weight|bias)", r"\1.layers.\2.self_attn.qkv.\3"),
-    (r"(encoder|decoder)\.\1\.layers\.(\d+)\.self_attn\.out_proj\.(weight|bias)", r"\1.layers.\2.self_attn.out_proj.\3"),
-    (r"decoder\.decoder\.layers\.(\d+)\.multihead_attn\.out_proj\.(weight|bias)", r"decoder.layers.\1.cross_attn.out_proj.\2"),
-    (r"(encoder|decoder)\.\1\.layers\.(\d+)\.(linear[12]|norm[123])\.(weight|bias)", r"\1.layers.\2.\3.\4"),
-]
-_CROSS_IN_PROJ = re.compile(r"decoder\.decoder\.layers\.(\d+)\.multihead_attn\.in_proj_(weight|bias)")
-
-
-def _torch_load_weights_only(path: Path):
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as err:
-        raise ValueError(
-            f"{path} is not a weights-only checkpoint: it pickles Python objects that torch.load("
-            "weights_only=True) refuses to run, and unpickling untrusted files can execute code. "
-            "Re-save it as a plain state dict (torch.save(model.state_dict(), path)) from a trusted "
-            f"environment. ({err.__class__.__name__}: {str(err).splitlines()[0] if str(err) else ''})"
-        ) from err
-
-
-def official_state_dict(checkpoint, *, use_ema: bool = False) -> dict[str, torch.Tensor]:
-    """Unwrap an mmengine checkpoint (``state_dict``/``ema_state_dict``) and strip
-    ``module.``/``model.`` prefixes; return the official flat state dict."""
-    if not isinstance(checkpoint, dict):
-        raise ValueError(f"expected a state dict or an mmengine checkpoint dict, got {type(checkpoint).__name__}")
-    key = "ema_state_dict" if use_ema else "state_dict"
-    if use_ema and key not in checkpoint:
-        raise ValueError("use_ema=True but the checkpoint has no 'ema_state_dict'")
-    state = checkpoint.get(key, checkpoint)
-    state = {k: v for k, v in state.items() if isinstance(v, torch.Tensor) and k != "steps"}
-    changed = True
-    while changed and state:
-        changed = False
-        for prefix in ("module.", "model.", "ema_model."):
-            if all(k.startswith(prefix) for k in state):
-                state = {k[len(prefix) :]: v for k, v in state.items()}
-                changed = True
-    return state
-
-
-def convert_official(state: dict[str, torch.Tensor], hidden_size: int) -> dict[str, torch.Tensor]:
-    """Rename official keys to ours; split the decoder's cross-attention in_proj into q / kv.
-    Keys that match no rule are kept unchanged (and reported as unexpected by the loader)."""
-    out: dict[str, torch.Tensor] = {}
-    for name, tensor in state.items():
-        m = _CROSS_IN_PROJ.fullmatch(name)
-        if m:
-            i, kind = m.groups()
-            out[f"decoder.layers.{i}.cross_attn.q_proj.{kind}"] = tensor[:hidden_size]
-            out[f"decoder.layers.{i}.cross_attn.kv_proj.{kind}"] = tensor[hidden_size:]
-            continue
-        for pattern, replacement in _RENAMES:
-            if re.fullmatch(pattern, name):
-                name = re.sub(pattern, replacement, name)
-                break
-        out[name] = tensor
-    return out
-
-
-def from_official(cls, path: str | Path, config: SentenceVAEConfig, *, use_ema: bool = False) -> "SentenceVAE":
-    """Load the authors' ``.pth`` (raw state dict or mmengine checkpoint) into a SentenceVAE."""
-    path = Path(path)
-    if not path.is_file():
-        raise ValueError(f"no checkpoint file at {path}")
-    state = official_state_dict(_torch_load_weights_only(path), use_ema=use_ema)
-    model = cls(config)
-    dtype = next(model.parameters()).dtype
-    converted = {k: v.to(dtype) for k, v in convert_official(state, config.hidden_size).items()}
-    load_checked(model, converted, str(path))
-    return model.eval()
+# moved to graftlm.vae.official (restricted reader, key mapping, configs); kept importable here
+from graftlm.vae.official import convert_official, from_official, official_state_dict  # noqa: E402,F401
