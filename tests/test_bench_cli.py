@@ -35,3 +35,30 @@ def test_tokens_for_rejects_unknown_backbone():
 def test_cuda_request_without_cuda_fails_cleanly(tmp_path, monkeypatch):
     monkeypatch.setattr(cli_bench.torch.cuda, "is_available", lambda: False)
     assert cli_bench.run(_args("--device", "cuda", "--out", str(tmp_path))) == 2
+
+
+def test_every_bench_option_has_help_text():
+    p = argparse.ArgumentParser()
+    cli_bench.add_arguments(p)
+    missing = [a.option_strings[0] for a in p._actions if a.option_strings and a.dest != "help" and not a.help]
+    assert missing == []
+
+
+def test_tiny_backbone_is_accepted_but_not_a_default():
+    a = _args("--backbones", "tiny-opt")
+    assert a.backbones == ["tiny-opt"]
+    assert "tiny-opt" not in _args().backbones
+
+
+def test_batches_with_the_same_token_count_are_measured_together():
+    a = _args("--new-tokens", "64", "--batch-tokens", "32=16")
+    groups = cli_bench._token_groups("opt-125m", [1, 8, 32], a, {}, cli_bench._parse_batch_tokens(a.batch_tokens))
+    assert groups == {64: (1, 8), 16: (32,)}
+
+
+def test_a_spent_time_limit_skips_the_backbones_and_says_so(tmp_path):
+    import json
+
+    assert cli_bench.run(_args("--backbones", "tiny-opt", "--max-minutes", "0", "--out", str(tmp_path))) == 0
+    notes = json.loads((tmp_path / "results.json").read_text())["notes"]
+    assert any("skipped backbone tiny-opt" in n and "--max-minutes" in n for n in notes)

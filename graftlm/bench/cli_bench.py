@@ -30,8 +30,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    metavar="NAME", help="backbones to measure, in this order (default: "
                    f"{' '.join(BACKBONES)}; OPT sizes have random weights; tiny-opt is a toy for dry runs)")
     p.add_argument("--parts", nargs="+", default=list(PARTS), choices=list(PARTS),
-                   help=f"what to measure (default: {' '.join(PARTS)}); 'memory' = peak memory per method "
-                   "(torch.cuda.max_memory_allocated on a GPU), 'attention' = SentenceVAE on SDPA vs xformers")
+                   help=f"what to measure (default: {' '.join(PARTS)}); 'memory' = peak memory per method, SLLM at "
+                   "the smallest --layers depth (torch.cuda.max_memory_allocated on a GPU), 'attention' = "
+                   "SLLM-H1 with its SentenceVAE on SDPA vs xformers")
     p.add_argument("--batches", nargs="+", type=int, default=[1, 8], help="batch sizes (default: 1 8)")
     p.add_argument("--batch32", action="store_true",
                    help="also batch 32 (with --batch32-tokens output tokens, one timed run; slow on a CPU)")
@@ -144,7 +145,11 @@ def run(args: argparse.Namespace) -> int:
     for name in args.backbones:
         if over_time(f"backbone {name}"):
             continue
-        _measure_backbone(name, args, dtype, tokens_for, batch_tokens, results, log, save, over_time)
+        # Tensors made without an explicit device (random init of the backbone and of every
+        # SentenceVAE, prompts) are made on the measured device: initialising a 1.3B model on
+        # the host would cost more time than measuring it on a GPU.
+        with torch.device(args.device):
+            _measure_backbone(name, args, dtype, tokens_for, batch_tokens, results, log, save, over_time)
         gc.collect()
     results["machine"]["load_after"] = report.load_average()
     if not torch.cuda.is_available():
@@ -214,7 +219,7 @@ def _measure_backbone(name: str, args: argparse.Namespace, dtype: torch.dtype, t
                                         batch_tokens).items():
             results.setdefault("memory", [])
             results["memory"] += peak_memory_rows(bb, batches=batches, new_tokens=n, sentence_len=sentence_len,
-                                                  vae_layers=tuple(args.layers), prompt_tokens=args.prompt_tokens,
+                                                  vae_layers=(min(args.layers),), prompt_tokens=args.prompt_tokens,
                                                   methods=tuple(args.methods), log=log)
         save()
     if "attention" in args.parts and not over_time(f"{name} attention"):

@@ -171,7 +171,8 @@ def markdown(summary: dict[str, Any], bench: dict[str, Any]) -> str:
     total = summary.get("total_seconds")
     lines += ["## Steps", ""] + _table(
         ["step", "status", "seconds", "limit s"],
-        [[s["name"], s["status"] + (f" ({s['reason']})" if s.get("reason") else ""), s.get("seconds"), s.get("limit")]
+        [[s["name"], s["status"] + (f" ({s['reason']})" if s.get("reason") else ""), s.get("seconds"),
+          s.get("limit")]
          for s in summary["steps"]])
     lines += ["", f"Total: {_fmt(total)} s" + (f" (budget {GPU_BUDGET_S} s)" if mode == "gpu" else ""), ""]
     if summary["tests"]:
