@@ -18,7 +18,7 @@ from graftlm.bench.corpus import english_text, segment_stats, text_with_tokens
 from graftlm.bench.macs import mac_bound
 from graftlm.bench.memory import backbone_prefill_cache, cache_length, kv_cache_bytes
 from graftlm.bench.models import Backbone
-from graftlm.evaluation.speed import prompt_segments, sllm_prefill_cache  # noqa: F401  (shared with the demo)
+from graftlm.evaluation.speed import prompt_segments, shared_copy, sllm_prefill_cache  # noqa: F401  (shared with the demo)
 from graftlm.bench.throughput import (
     hf_generate_runner,
     lean_loop_runner,
@@ -49,15 +49,6 @@ def vae_config(backbone: Backbone, layers: int):
     return SentenceVAEConfig.official(vocab_size=int(cfg.vocab_size), hidden_size=int(cfg.hidden_size),
                                       num_heads=int(cfg.num_attention_heads), num_layers=layers,
                                       pad_token_id=pad, bos_token_id=bos, eos_token_id=eos)
-
-
-def shared_copy(model: torch.nn.Module) -> torch.nn.Module:
-    """A structural copy of ``model`` whose parameters and buffers are the *same tensors*: grafting
-    the copy strips only the copy's modules, the original stays intact, and no weight is duplicated."""
-    import copy
-
-    memo: dict[int, Any] = {id(t): t for t in (*model.parameters(), *model.buffers())}
-    return copy.deepcopy(model, memo)
 
 
 def build_sllm(backbone: Backbone, layers: int, *, seed: int = 0) -> Any:

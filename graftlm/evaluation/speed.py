@@ -19,6 +19,15 @@ PROMPT_TOKENS = 32
 KV_TOKENS = 256
 
 
+def shared_copy(model: torch.nn.Module) -> torch.nn.Module:
+    """A structural copy of ``model`` whose parameters and buffers are the *same tensors*: grafting
+    the copy strips only the copy's modules, the original stays intact, and no weight is duplicated."""
+    import copy
+
+    memo: dict[int, Any] = {id(t): t for t in (*model.parameters(), *model.buffers())}
+    return copy.deepcopy(model, memo)
+
+
 def prompt_segments(tokenizer: Any, input_ids: torch.Tensor, vae_cfg: Any, max_tokens: int) -> Any:
     """The same prompts as the baselines' ``input_ids`` (B, P), as a `SegmentedBatch` whose
     segments have at most ``max_tokens`` tokens (generation refuses prompt sentences longer than

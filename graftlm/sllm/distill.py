@@ -61,8 +61,10 @@ def distillation_loss(student_logits: torch.Tensor, teacher_ids: torch.Tensor, t
     """
     L = teacher_ids.shape[1]
     student_lp = torch.log_softmax(student_logits[:, :L].float(), -1).gather(-1, teacher_ids)  # (M, L, k)
-    t_lp = teacher_logp - torch.logsumexp(teacher_logp, -1, keepdim=True)
     mask = token_mask.bool() & torch.isfinite(teacher_logp[..., 0])
+    # positions without a teacher hold -inf: make them finite so no NaN reaches the gradient
+    safe = torch.where(mask[..., None], teacher_logp, torch.zeros_like(teacher_logp))
+    t_lp = safe - torch.logsumexp(safe, -1, keepdim=True)
     kl = (t_lp.exp() * (t_lp - student_lp)).sum(-1)
     kl = torch.where(mask, kl, torch.zeros_like(kl))
     return kl.sum() / mask.sum().clamp_min(1)

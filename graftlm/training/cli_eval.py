@@ -85,7 +85,7 @@ def evaluate_demo_run(run_dir: Path, *, generate: bool, texts: int, examples: in
     import torch
 
     import graftlm
-    from graftlm.bench.suite import shared_copy
+    from graftlm.evaluation.speed import shared_copy
     from graftlm.demo.inputs import load_backbone
     from graftlm.demo.run_folder import RunFolder
     from graftlm.segmenter import split_paragraph

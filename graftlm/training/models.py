@@ -66,11 +66,33 @@ def vae_config(cfg: TrainConfig, vocab_size: int, tokenizer: Any, *, hidden_size
                   pad_token_id=pad, bos_token_id=bos, eos_token_id=eos, max_tokens=cfg.max_tokens)
     if embed_dim is not None and embed_dim != hidden_size:
         common["embed_dim"] = embed_dim
+    if cfg.vae_loss is not None:
+        common["loss"] = cfg.vae_loss
     if cfg.vae_preset == "official":
         return SentenceVAEConfig.official(dropout=cfg.dropout, **common)
     if "embed_dim" in common:
         common["tie_word_embeddings"] = False
     return SentenceVAEConfig(dropout=cfg.dropout, **common)
+
+
+def freeze_vae_embeddings(vae: Any) -> None:
+    """Keep the encoder's and decoder's token embeddings (and a tied head) fixed."""
+    for part in (vae.encoder, vae.decoder):
+        part.embedding.embed.weight.requires_grad_(False)
+
+
+def segmenter_options(cfg: TrainConfig) -> dict[str, Any]:
+    """The `RegexSegmenter` options a recipe sets beyond the token budget."""
+    return {"rule": cfg.segment_rule, "min_tokens": cfg.min_tokens}
+
+
+def _lora(cfg: TrainConfig) -> Any:
+    if cfg.lora_rank is None:
+        return None
+    from peft import LoraConfig
+
+    targets = [t.strip() for t in cfg.lora_targets.split(",") if t.strip()]
+    return LoraConfig(r=cfg.lora_rank, lora_alpha=2 * cfg.lora_rank, target_modules=targets, lora_dropout=0.0)
 
 
 def _segment_budget(vae: Any, cfg: TrainConfig) -> int:
@@ -84,9 +106,16 @@ def build_svae(cfg: TrainConfig) -> Built:
     tokenizer = load_tokenizer(cfg.tokenizer)
     if cfg.vae_path:
         vae = SentenceVAE.from_pretrained(cfg.vae_path)
+    elif cfg.backbone == "smollm2" and cfg.init_embeddings:  # embeddings (and tied head) from the backbone's
+        emb = _smollm2()[0].get_input_embeddings().weight.detach().float()
+        vae = SentenceVAE(vae_config(cfg, emb.shape[0], tokenizer, hidden_size=cfg.hidden_size,
+                                     num_heads=cfg.num_heads, embed_dim=emb.shape[1]))
+        vae.init_embeddings_from(emb)
     else:
         vae = SentenceVAE(vae_config(cfg, len(tokenizer), tokenizer, hidden_size=cfg.hidden_size,
                                      num_heads=cfg.num_heads))
+    if cfg.freeze_embeddings:
+        freeze_vae_embeddings(vae)
     pad, _, _ = special_ids(tokenizer)
     return Built(vae, tokenizer, "svae", _segment_budget(vae, cfg), pad,
                  info={"parameters": sum(p.numel() for p in vae.parameters())})
@@ -140,8 +169,22 @@ def build_sllm(cfg: TrainConfig) -> Built:
                                      num_heads=bc.num_attention_heads, embed_dim=emb.shape[1]))
         if cfg.init_embeddings:
             vae.init_embeddings_from(emb.detach().float())
-    sllm = graft(backbone, vae, freeze=cfg.freeze, train_layers=cfg.train_layers,
+    if cfg.freeze_embeddings:
+        freeze_vae_embeddings(vae)
+    teacher = None
+    if cfg.distill_weight > 0:  # a weight-sharing copy taken before grafting strips the original
+        from graftlm.evaluation.speed import shared_copy
+
+        fixed = (cfg.lora_rank is not None or cfg.freeze == "backbone") and not cfg.train_layers
+        if not fixed:
+            raise ValueError("recipe key 'distill_weight' needs a backbone that stays fixed (lora_rank set, or "
+                             "freeze: backbone, and no train_layers): the teacher shares its weights")
+        teacher = shared_copy(backbone)
+    sllm = graft(backbone, vae, freeze=cfg.freeze, train_layers=cfg.train_layers, lora=_lora(cfg),
                  termination_gamma=cfg.termination_gamma, tokenizer=tokenizer, attention=cfg.attention)
+    sllm.graft_options["segmenter"] = {**segmenter_options(cfg), "max_tokens": _segment_budget(vae, cfg)}
+    if teacher is not None:
+        sllm.set_teacher(teacher, weight=cfg.distill_weight, topk=cfg.distill_topk)
     pad, _, _ = special_ids(tokenizer)
     return Built(sllm, tokenizer, "sllm", _segment_budget(vae, cfg), pad, backbone_factory=factory,
                  info={"parameters": sum(p.numel() for p in sllm.parameters()),

@@ -31,7 +31,10 @@ def corpus_source(cfg: TrainConfig) -> Any:
 
 
 def example_stream(cfg: TrainConfig, built: Built) -> ExampleStream:
-    return ExampleStream(built.kind, built.tokenizer, max_tokens=built.segment_tokens, max_sentences=cfg.max_sentences)
+    from graftlm.training.models import segmenter_options
+
+    return ExampleStream(built.kind, built.tokenizer, max_tokens=built.segment_tokens, max_sentences=cfg.max_sentences,
+                         segmenter_options=segmenter_options(cfg))
 
 
 def batch_factory(cfg: TrainConfig, built: Built) -> Callable[[int, int, int], Iterable[dict[str, torch.Tensor]]]:

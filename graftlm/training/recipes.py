@@ -53,6 +53,14 @@ class TrainConfig:
     train_layers: int | None = None  # keep only the first and last k backbone layers trainable
     termination_gamma: float = 2.0
     attention: str = "causal"  # causal | bidirectional (the authors' leak, research only: graftlm.sllm.leak)
+    segment_rule: str = "semantic"  # semantic | paper (RegexSegmenter rule)
+    min_tokens: int | None = None  # merge clauses shorter than this many tokens (None: no merging)
+    vae_loss: str | None = None  # focal | ce (None: the preset's, focal)
+    freeze_embeddings: bool = False  # the VAE's token embeddings (from the backbone's) stay frozen
+    lora_rank: int | None = None  # SLLM: LoRA of this rank on the backbone body (its other weights freeze)
+    lora_targets: str = "q_proj,k_proj,v_proj,o_proj"  # comma-separated module names for LoRA
+    distill_weight: float = 0.0  # SLLM: weight of KL(backbone teacher || sentence decoder) per token
+    distill_topk: int = 32  # teacher tokens kept per position for the KL
     # optimisation
     batch_size: int = 128  # per process: segments (SVAE) or paragraph windows (SLLM)
     gradient_accumulation_steps: int = 1
@@ -104,6 +112,17 @@ class TrainConfig:
         _choice("freeze", self.freeze, ("none", "vae", "backbone"))
         _choice("vae_preset", self.vae_preset, ("official", "modern"))
         _choice("attention", self.attention, ("causal", "bidirectional"))
+        _choice("segment_rule", self.segment_rule, ("semantic", "paper"))
+        if self.vae_loss is not None:
+            _choice("vae_loss", self.vae_loss, ("focal", "ce"))
+        if self.min_tokens is not None and not 1 <= self.min_tokens <= self.max_tokens:
+            raise ValueError(f"recipe key 'min_tokens' must be between 1 and max_tokens={self.max_tokens} or null, "
+                             f"got {self.min_tokens}")
+        if self.lora_rank is not None and self.lora_rank < 1:
+            raise ValueError(f"recipe key 'lora_rank' must be >= 1 or null (no LoRA), got {self.lora_rank}")
+        if self.distill_weight < 0 or self.distill_topk < 1:
+            raise ValueError(f"recipe keys 'distill_weight' (>= 0) / 'distill_topk' (>= 1) out of range: "
+                             f"{self.distill_weight}, {self.distill_topk}")
         for k in ("batch_size", "gradient_accumulation_steps", "max_steps", "max_tokens", "max_sentences",
                   "save_every", "log_every", "eval_every", "eval_size", "eval_batches", "bucket_pool",
                   "shuffle_buffer", "prefetch_factor"):
