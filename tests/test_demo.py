@@ -131,6 +131,82 @@ def test_generate_on_a_finished_run(finished_run, capsys):
     assert out.startswith("The cat sat. It purred.")
 
 
+def test_generate_marks_where_the_continuation_starts_and_each_sentence(finished_run, capsys):
+    assert main(["generate", str(finished_run), "The cat sat.", "--sentences", "2", "--threads", "1"]) == 0
+    out = capsys.readouterr().out
+    head, _, tail = out.partition("\n→ ")
+    assert head == "The cat sat." and tail.count("│") >= 1  # own line, sentence boundaries visible
+
+
+def test_generate_plain_prints_the_bare_text(finished_run, capsys):
+    assert main(["generate", str(finished_run), "The cat sat.", "--sentences", "1", "--plain"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("The cat sat.") and "→" not in out and "│" not in out
+
+
+def test_interactive_generate_reads_prompts_line_by_line(finished_run, capsys, monkeypatch):
+    import io
+
+    monkeypatch.setattr("sys.stdin", io.StringIO("The cat sat.\n\nA dog ran.\nexit\nnever read.\n"))
+    rc = main(["generate", str(finished_run), "-i", "--sentences", "1", "--do-sample", "--top-k", "5", "--seed", "1"])
+    captured = capsys.readouterr()
+    assert rc == 0
+    assert captured.out.count("\n→ ") == 2  # two prompts, the empty line skipped, stopped at "exit"
+    assert "The cat sat.\n→ " in captured.out and "A dog ran.\n→ " in captured.out
+    assert "never read" not in captured.out
+    assert captured.err.count("loading the SentenceLLM") == 1  # loaded once for every prompt
+
+
+def test_plot_takes_a_demo_run_folder(finished_run, tmp_path, capsys):
+    assert main(["plot", str(finished_run), "--out", str(tmp_path)]) == 0
+    printed = capsys.readouterr().out.split()
+    assert printed == [str(tmp_path / "svae-loss.png"), str(tmp_path / "sllm-loss.png")]
+    assert all((tmp_path / f).stat().st_size > 1000 for f in ("svae-loss.png", "sllm-loss.png"))
+
+
+def test_demo_sub_runs_for_plot_and_eval(finished_run, tmp_path):
+    from graftlm.demo.run_folder import demo_sub_runs, is_demo_run
+
+    assert is_demo_run(finished_run) and not is_demo_run(tmp_path)
+    parts = demo_sub_runs(finished_run)
+    assert parts == {"svae": finished_run / "svae", "sllm": finished_run / "sllm"}
+    assert (parts["svae"] / "vae" / "config.json").is_file()
+    assert (parts["sllm"] / "model" / "sllm_config.json").is_file()
+
+
+def test_the_frozen_embedding_is_on_disk_once_per_run(finished_run):
+    import os
+
+    from graftlm.demo.storage import folder_bytes
+
+    a = os.stat(finished_run / "svae" / "vae" / "shared.safetensors")
+    b = os.stat(finished_run / "sllm" / "model" / "vae" / "shared.safetensors")
+    assert (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)  # one file, two names
+    assert RunFolder.open(finished_run).result("sllm")["vae_embedding"] == "linked"
+    total = sum(p.stat().st_size for p in finished_run.rglob("*") if p.is_file())
+    assert folder_bytes(finished_run) == total - a.st_size
+
+
+def test_report_tells_the_precision_and_the_time_each_phase_took(finished_run):
+    report = (finished_run / "report.md").read_text()
+    assert "training precision fp32," in report and "fp32 (autocast)" not in report
+    assert "## Where the time went" in report
+    state = RunFolder.open(finished_run).state
+    for phase in PHASES[:-1]:
+        timing = state["phases"][phase]["timing"]
+        assert timing["wall_s"] >= 0 and timing["cpu_s"] >= 0, phase
+        assert f"| {phase} |" in report
+    assert "ended on steps: all planned steps" in report  # the step caps ended both training phases
+
+
+def test_kv_row_names_both_token_counts(finished_run):
+    m = RunFolder.open(finished_run).result("measure")
+    table = (finished_run / "report.md").read_text()
+    assert f"{m['kv_tokens']} tokens as the backbone tokenizes it" in table
+    if m.get("sllm_kv_text_tokens") not in (None, m["kv_tokens"]):
+        assert f"{m['sllm_kv_text_tokens']} as the SLLM tokenizes it" in table
+
+
 def test_reconstruct_on_a_finished_run(finished_run, capsys):
     rc = main(["reconstruct", str(finished_run), "Hello there, my friend."])
     out = capsys.readouterr().out
@@ -164,6 +240,11 @@ def test_demo_runs_on_an_opt_backbone_with_user_data(tmp_path, capsys):
     run = RunFolder.open(tmp_path / "run")
     assert run.complete
     assert run.result("setup")["corpus"].startswith("your files")
+    # the console shows what the report shows: reconstruction with examples, both generations, the table
+    assert "held-out reconstruction:" in out and out.count("  in : ") == 3
+    assert "SentenceLLM continues" in out and "the backbone alone continues" in out
+    assert "SentenceVAE ended on steps" in out and "SentenceLLM ended on steps" in out
+    assert "| measured in this run |" in out
 
 
 # ---------------------------------------------------------------------------------- bad inputs

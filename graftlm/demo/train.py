@@ -87,10 +87,14 @@ class PhaseControl:
         now = time.monotonic()
         if self._origin is None:  # the first step includes warm-up costs: measure from here on
             self._origin = (step, now)
-        elif self._next < len(self.REPLAN_AT):
+        else:
             t0 = self._origin[1]
-            if now - t0 >= self.REPLAN_AT[self._next] * max(self.deadline - t0, 1e-9):
-                self._next += 1
+            span = max(self.deadline - t0, 1e-9)
+            due = self._next < len(self.REPLAN_AT) and now - t0 >= self.REPLAN_AT[self._next] * span
+            # a machine faster than planned reaches the planned steps with time to spare
+            early = step >= 0.9 * trainer.cfg.max_steps and now - t0 < 0.8 * span and step - self._origin[0] >= 3
+            if due or early:
+                self._next += int(due)
                 self._replan(trainer, step, now)
         if now >= self.deadline and step < trainer.cfg.max_steps:
             self.stopped_by_time = True
