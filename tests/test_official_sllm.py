@@ -133,3 +133,25 @@ def test_their_layout_is_converted_and_checked():
     with pytest.raises(ValueError, match="does not start with bos id 2"):
         strip_official_layout(OUT["sllm_full.sentence_mask"], OUT["sllm_full.sentence_toks"][..., 1:],
                               OUT["sllm_full.tok_mask"][..., 1:])
+
+
+def test_their_sllm_yaml_maps_with_the_opt_config(tmp_path):
+    """sllm_base.yaml ← SLLM-350m/sllm_350m_base.yaml ← sllm_350m_h1_all.yaml, OPT-350M's config:
+    their SLLM script passes word_embed_proj_dim (512 → project_in to 1024)."""
+    from graftlm.vae.official import official_config
+
+    (tmp_path / "SLLM-350m").mkdir()
+    (tmp_path / "sllm_base.yaml").write_text(
+        'device: "cuda"\ndtype: "fp32"\nsvae:\n  learnable_add: false\n  load_ref_model: false\n'
+        '  ref_model_dir: "model_repo/opt-125m"\n  ref_model_dtype: null\n  finetune_embedding: true\n  model_path: null\n'
+        'llm:\n  ref_model_dir: "model_repo/opt-125m"\n  ref_model_dtype: null\n  finetune_layers: -1\n'
+        "finetune_svae: true\nmax_sen_len: 64\nmax_sen_num: 64\nbatch_size: 1\nbase_lr: 0.000001\n")
+    (tmp_path / "SLLM-350m" / "sllm_350m_base.yaml").write_text(
+        '__base__: !include ../sllm_base.yaml\n\nsvae:\n  ref_model_dir: "model_repo/opt-350m"\n\nllm:\n  ref_model_dir: "model_repo/opt-350m"\n')
+    (tmp_path / "SLLM-350m" / "sllm_350m_h1_all.yaml").write_text(
+        "__base__: !include ./sllm_350m_base.yaml\n\nsvae:\n  num_hidden_layers: 1\n\nllm:\n  finetune_layers: -1\n")
+    opt350 = OPTConfig(vocab_size=50272, hidden_size=1024, num_attention_heads=16, word_embed_proj_dim=512,
+                       num_hidden_layers=24, ffn_dim=4096)
+    c = official_config(tmp_path / "SLLM-350m" / "sllm_350m_h1_all.yaml", backbone_config=opt350)
+    assert (c.hidden_size, c.embed_dim, c.num_heads, c.num_layers, c.max_tokens, c.fusion) == (1024, 512, 16, 1, 64, "sum")
+    assert (c.pad_token_id, c.bos_token_id, c.eos_token_id, c.vocab_size) == (1, 2, 2, 50272)

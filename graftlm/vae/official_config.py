@@ -110,7 +110,8 @@ def _flatten(data: dict[str, Any]) -> tuple[dict[str, Any], bool]:
     data = dict(data)
     sllm = "svae" in data or any(k.startswith("svae_") for k in data)
     if isinstance(data.get("svae"), dict):
-        data = {**data, **data.pop("svae")}
+        svae = data.pop("svae")
+        data = {**data, **svae}
     data = {k.removeprefix("svae_"): v for k, v in data.items()}
     for theirs in ("max_sen_len", "max_sentence_len"):
         if theirs in data:
