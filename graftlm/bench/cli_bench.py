@@ -142,21 +142,36 @@ def run(args: argparse.Namespace) -> int:
         log(note)
         return True
 
+    failed: list[str] = []
     for name in args.backbones:
         if over_time(f"backbone {name}"):
             continue
         # Tensors made without an explicit device (random init of the backbone and of every
         # SentenceVAE, prompts) are made on the measured device: initialising a 1.3B model on
         # the host would cost more time than measuring it on a GPU.
-        with torch.device(args.device):
-            _measure_backbone(name, args, dtype, tokens_for, batch_tokens, results, log, save, over_time)
+        try:
+            with torch.device(args.device):
+                _measure_backbone(name, args, dtype, tokens_for, batch_tokens, results, log, save, over_time)
+        except Exception as err:  # one backbone failing (a missing wheel, OOM) must not lose the others
+            failed.append(name)
+            results["notes"].append(f"{name} failed: {type(err).__name__}: {str(err).splitlines()[0][:300] if str(err) else ''}")
+            log(f"error: {results['notes'][-1]}")
+            import traceback
+
+            traceback.print_exc()
         gc.collect()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
     results["machine"]["load_after"] = report.load_average()
     if not torch.cuda.is_available():
         results["notes"].append("No CUDA device: the CUDA paths (xformers vs SDPA, bf16) were not run.")
     save()
     charts = report.write_charts(results, out)
     log(f"wrote {out / 'results.md'}, {out / 'results.json'}, " + ", ".join(str(c) for c in charts))
+    if failed:
+        print(f"error: {len(failed)} backbone(s) failed: {', '.join(failed)} (see the notes in results.md)",
+              file=sys.stderr)
+        return 1
     return 0
 
 
