@@ -178,6 +178,10 @@ make_cuda_venv() {  # .venv (when there is none) or .venv-cuda, with a CUDA torc
     local dir=".venv" tag
     [ -x .venv/bin/python ] && dir=".venv-cuda"
     tag="$(cuda_tag || true)"
+    if [ "$NO_INSTALL" = 1 ]; then
+        echo "  no Python here has a torch that sees the GPU, and --no-install forbids building $dir"
+        return 1
+    fi
     echo "  no Python here has a torch that sees the GPU: building $dir with a CUDA torch (${tag:-PyPI default})"
     [ -x "$dir/bin/python" ] || python3 -m venv "$dir" || return 1
     "$dir/bin/python" -m pip install -q --upgrade pip >/dev/null 2>&1 || true
@@ -196,6 +200,7 @@ choose_python() {
     fi
     local c
     if [ "$MODE" = gpu ]; then
+        echo "  driver CUDA $(nvidia-smi 2>/dev/null | sed -n 's/.*CUDA Version: *\([0-9.]*\).*/\1/p' | head -1) -> PyTorch wheel tag $(cuda_tag || echo 'unknown')"
         for c in .venv-cuda/bin/python .venv/bin/python python3 python; do
             c="$(command -v "$c" 2>/dev/null || true)"
             if [ -n "$c" ] && has_cuda_torch "$c"; then PY="$c"; return 0; fi

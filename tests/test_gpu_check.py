@@ -75,3 +75,20 @@ def test_dry_run_runs_every_step_and_writes_only_the_record(tmp_path):
     assert "Mode: dry-run" in res.stdout  # the summary is printed too
     after = sorted((p.name, p.stat().st_mtime) for p in docs.iterdir()) if docs.is_dir() else []
     assert after == before, "the dry run wrote into docs/bench/cuda"
+
+
+@pytest.mark.parametrize("driver_cuda, tag", [("12.5", "cu124")])  # the newest tag the driver runs
+def test_gpu_without_a_cuda_torch_picks_the_wheel_tag_and_fails_clearly(tmp_path, driver_cuda, tag):
+    """A visible GPU (a stand-in nvidia-smi) but no torch that sees it, installs forbidden."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    smi = bin_dir / "nvidia-smi"
+    smi.write_text('#!/bin/sh\nif [ "$1" = "-L" ]; then echo "GPU 0: NVIDIA H200 (UUID: GPU-x)"; exit 0; fi\n'
+                   f'echo "| NVIDIA-SMI 580.1  Driver Version: 580.1  CUDA Version: {driver_cuda} |"\n')
+    smi.chmod(0o755)
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}"}
+    res = _run("--no-install", "--work", str(tmp_path / "w"), "--out", str(tmp_path / "o"), env=env, timeout=120)
+    assert res.returncode == 1
+    assert f"driver CUDA {driver_cuda} -> PyTorch wheel tag {tag}" in res.stdout
+    assert "no CUDA torch could be set up" in res.stderr
+    assert not (REPO / ".venv-cuda").exists()
