@@ -128,14 +128,14 @@ for f in summary.md summary.json results.md results.json throughput.png kv_memor
 done
 
 # ---- steps ---------------------------------------------------------------------------------------
-# run_step NAME CMD...: runs CMD under the step's time limit (SIGINT first, SIGKILL 15 s later),
+# run_step NAME CMD...: runs CMD under the step's time limit (SIGINT first, SIGKILL 5 s later),
 # logs to WORK/NAME.log and stdout, appends {name, status, rc, seconds, limit} to WORK/steps.jsonl.
 run_step() {
     local name="$1"; shift
     local limit="${LIMIT[$name]}" start rc status secs
     echo; echo "=== [$name] limit ${limit}s (at $(( $(date +%s) - T0 ))s): $*"
     start=$(date +%s.%N)
-    timeout -s INT -k 15 "$limit" "$@" 2>&1 | tee -a "$WORK/$name.log"
+    timeout -s INT -k 5 "$limit" "$@" 2>&1 | tee -a "$WORK/$name.log"
     rc=${PIPESTATUS[0]}
     secs=$(awk -v a="$start" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }')
     case "$rc" in 0) status=ok ;; 124|137) status=timeout ;; *) status=failed ;; esac
