@@ -29,7 +29,7 @@ def test_kl_ignores_masked_tokens_and_is_zero_for_equal_distributions():
     lp = torch.log_softmax(logits, -1)
     top_lp, top_ids = lp.topk(7, -1)
     mask = torch.tensor([[True, True, False], [True, False, False]])
-    assert float(distillation_loss(torch.cat([logits, logits[:, :1]], 1), top_ids, top_lp, mask)) < 1e-6
+    assert float(distillation_loss(logits, top_ids, top_lp, mask)) < 1e-6
 
 
 def test_teacher_targets_condition_on_all_earlier_tokens():
@@ -44,6 +44,18 @@ def test_teacher_targets_condition_on_all_earlier_tokens():
     torch.testing.assert_close(lp[b, s, t], ref.values)
     assert torch.equal(ids[b, s, t], ref.indices)
     assert torch.isinf(lp[0, 0, 0]).all()  # the very first token has no context
+
+
+def test_packed_teacher_rows_match_the_decoder_targets():
+    from graftlm.sllm.distill import packed_teacher
+
+    t_ids = torch.arange(2 * 3 * 2).view(2, 3, 2)
+    t_lp = torch.zeros(2, 3, 2)
+    t_lp[0, 2:] = t_lp[1, 1:] = float("-inf")  # as teacher_topk leaves padding: no teacher there
+    target = torch.tensor([[True, True, True, False], [True, True, False, False]])  # lengths 2 and 1, + eos
+    ids, lp = packed_teacher(t_ids, t_lp, target)
+    assert ids.tolist() == [[0, 1], [2, 3], [4, 5], [6, 7], [8, 9]]
+    assert torch.isfinite(lp[[0, 1, 3]]).all() and torch.isinf(lp[[2, 4]]).all()  # the eos rows have none
 
 
 def test_training_loss_adds_the_weighted_kl():

@@ -55,12 +55,11 @@ def distillation_loss(student_logits: torch.Tensor, teacher_ids: torch.Tensor, t
                       token_mask: torch.Tensor) -> torch.Tensor:
     """Mean over real tokens of KL(teacher ‖ student) on the teacher's top-k support.
 
-    ``student_logits`` (M, L', V) with L' ≥ L (the decoder's extra eos position is ignored);
-    ``teacher_ids`` / ``teacher_logp`` (M, L, k); ``token_mask`` (M, L) bool. The teacher's top-k
-    probabilities are renormalised to sum to 1; the student's log-probs are over the whole vocab.
+    ``student_logits`` (..., V), ``teacher_ids`` / ``teacher_logp`` (..., k), ``token_mask`` (...)
+    bool (positions whose teacher log-probs are -inf, i.e. without a teacher, are skipped too). The
+    teacher's top-k probabilities are renormalised to 1; the student's log-probs are over the vocab.
     """
-    L = teacher_ids.shape[1]
-    student_lp = torch.log_softmax(student_logits[:, :L].float(), -1).gather(-1, teacher_ids)  # (M, L, k)
+    student_lp = torch.log_softmax(student_logits.float(), -1).gather(-1, teacher_ids)  # (..., k)
     mask = token_mask.bool() & torch.isfinite(teacher_logp[..., 0])
     # positions without a teacher hold -inf: make them finite so no NaN reaches the gradient
     safe = torch.where(mask[..., None], teacher_logp, torch.zeros_like(teacher_logp))
@@ -68,6 +67,14 @@ def distillation_loss(student_logits: torch.Tensor, teacher_ids: torch.Tensor, t
     kl = (t_lp.exp() * (t_lp - student_lp)).sum(-1)
     kl = torch.where(mask, kl, torch.zeros_like(kl))
     return kl.sum() / mask.sum().clamp_min(1)
+
+
+def packed_teacher(t_ids: torch.Tensor, t_lp: torch.Tensor, target_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(M, T, k) teacher targets of decoded sentences → rows matching the decoder's packed logits
+    (``target_mask`` (M, T+1): tokens, then each sentence's eos, which has no teacher: -inf)."""
+    ids = torch.nn.functional.pad(t_ids, (0, 0, 0, 1))
+    lp = torch.nn.functional.pad(t_lp, (0, 0, 0, 1), value=float("-inf"))
+    return ids[target_mask], lp[target_mask]
 
 
 class Teacher:

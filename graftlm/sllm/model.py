@@ -231,10 +231,12 @@ class SentenceLLM(nn.Module):
         loss = dec_loss + self.termination_weight * term_loss
         kl = None
         if self.teacher is not None and self.training and bool(pair.any()):
-            from graftlm.sllm.distill import distillation_loss
+            from graftlm.sllm.distill import distillation_loss, packed_teacher
 
             t_ids, t_lp = self.teacher.targets(input_ids, tm, sm)
-            kl = distillation_loss(dec.logits, t_ids[:, 1:][pair], t_lp[:, 1:][pair], tm[:, 1:][pair])
+            ids_k, lp_k = packed_teacher(t_ids[:, 1:][pair], t_lp[:, 1:][pair], dec.target_mask)
+            kl = distillation_loss(dec.packed_logits, ids_k, lp_k, torch.ones(len(ids_k), dtype=torch.bool,
+                                                                              device=ids_k.device))
             loss = loss + self.teacher.weight * kl
         return SentenceLLMOutput(loss, dec_loss, term_loss, token_logprobs, target_mask, hidden, term_logits, kl)
 

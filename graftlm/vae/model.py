@@ -13,7 +13,7 @@ part (as in the paper): a deterministic autoencoder.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -29,10 +29,23 @@ from graftlm.vae.layers import DecoderBlock, EncoderBlock, rope_tables, sinusoid
 
 @dataclass
 class DecodeOutput:
+    """Teacher-forced decoding. The output head runs only at the target positions
+    (``packed_logits``): padding positions, often most of a batch of sentences, cost nothing.
+    ``logits`` (B, L+1, V) is computed from ``hidden`` when first asked for."""
+
     loss: torch.Tensor  # () float: focal or CE, mean over target tokens
-    logits: torch.Tensor  # (B, L+1, V)
     token_logprobs: torch.Tensor  # (B, L+1) float32, log p(target), 0 where target_mask is False
     target_mask: torch.Tensor  # (B, L+1) bool: the real tokens and the eos after them
+    packed_logits: torch.Tensor  # (N, V): logits at target_mask's True positions, row-major
+    hidden: torch.Tensor = field(repr=False)  # (B, L+1, h) decoder states before the output head
+    head: Any = field(repr=False, default=None)  # the output head (hidden → logits)
+
+    @property
+    def logits(self) -> torch.Tensor:
+        """(B, L+1, V) logits at every position, padding included."""
+        if "_logits" not in self.__dict__:
+            self.__dict__["_logits"] = self.head(self.hidden)
+        return self.__dict__["_logits"]
 
 
 @dataclass
@@ -116,9 +129,10 @@ class SentenceDecoder(nn.Module):
         return DecoderCache([LayerCache(layer.cross_attn.memory_kv(memory), capacity) for layer in self.layers])
 
     def forward(
-        self, sentence_vectors: torch.Tensor, ids: torch.Tensor, cache: DecoderCache | None = None
+        self, sentence_vectors: torch.Tensor, ids: torch.Tensor, cache: DecoderCache | None = None, head: bool = True
     ) -> torch.Tensor:
-        """sentence_vectors (B, h), decoder input ids (B, T) starting with bos → logits (B, T, V).
+        """sentence_vectors (B, h), decoder input ids (B, T) starting with bos → logits (B, T, V)
+        (``head=False``: the (B, T, h) states the output head would read).
 
         With ``cache``, ``ids`` are only the new positions (after ``cache.length`` cached ones).
         """
@@ -133,7 +147,7 @@ class SentenceDecoder(nn.Module):
                 x = layer(x, cache.layers[i].memory_kv, rope, cache.layers[i])
         if self.norm is not None:
             x = self.norm(x)
-        return self.lm_head(x)
+        return self.lm_head(x) if head else x
 
 
 class SentenceVAE(nn.Module):
@@ -247,14 +261,16 @@ class SentenceVAE(nn.Module):
         ids, mask = self._check_tokens(input_ids, attention_mask)
         self._check_batch(vectors, ids)
         inputs, targets, target_mask = self._decoder_io(ids, mask)
-        logits = self.decoder(vectors, inputs)
-        logprobs = torch.log_softmax(logits.float(), dim=-1).gather(-1, targets[..., None]).squeeze(-1)
-        logprobs = logprobs.masked_fill(~target_mask, 0.0)
+        hidden = self.decoder(vectors, inputs, head=False)
+        packed = self.decoder.lm_head(hidden[target_mask])  # (N, V): only where there is a target
+        picked = torch.log_softmax(packed.float(), dim=-1).gather(-1, targets[target_mask][:, None])[:, 0]
+        logprobs = torch.zeros(target_mask.shape, dtype=torch.float32, device=picked.device)
+        logprobs = logprobs.masked_scatter(target_mask, picked)
         if self.config.loss == "focal":
             loss = focal_loss(logprobs, target_mask, self.config.focal_gamma)
         else:
             loss = cross_entropy_loss(logprobs, target_mask)
-        return DecodeOutput(loss, logits, logprobs, target_mask)
+        return DecodeOutput(loss, logprobs, target_mask, packed, hidden, self.decoder.lm_head)
 
     @staticmethod
     def _check_batch(vectors: torch.Tensor, ids: torch.Tensor) -> None:
@@ -266,7 +282,8 @@ class SentenceVAE(nn.Module):
         token_logprobs/target_mask (B, L+1) and the (B, h) sentence vectors."""
         vectors = self.encode(input_ids, attention_mask)
         out = self.decode_loss(vectors, input_ids, attention_mask)
-        return SentenceVAEOutput(out.loss, out.logits, out.token_logprobs, out.target_mask, vectors)
+        return SentenceVAEOutput(out.loss, out.token_logprobs, out.target_mask, out.packed_logits, out.hidden,
+                                 out.head, vectors)
 
     # ---------------------------------------------------------------- generation
     def generate(self, sentence_vectors: torch.Tensor, max_new_tokens: int | None = None, **kwargs):
