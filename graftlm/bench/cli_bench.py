@@ -204,6 +204,9 @@ def _measure_backbone(name: str, args: argparse.Namespace, dtype: torch.dtype, t
     log(f"building {name} ({args.dtype}, {args.device})")
     bb = build_backbone(name, dtype=dtype)
     bb.model.to(args.device)
+    if bb.note:
+        results["notes"].append(bb.note)
+        log(f"note: {bb.note}")
     sentence_len = _sentence_len(name, bb, args, results, log)
     if "throughput" in args.parts and not over_time(f"{name} throughput"):
         for n, batches in _token_groups(name, args.batches, args, tokens_for, batch_tokens).items():

