@@ -77,8 +77,10 @@ def backbone_prefill_cache(model: torch.nn.Module, input_ids: torch.Tensor) -> A
     param = next(model.parameters(), None)
     if param is not None:
         input_ids = input_ids.to(param.device)
+    from graftlm.plugins.adapter import cache_keyword
+
     cache = DynamicCache()
-    model(input_ids=input_ids, past_key_values=cache, use_cache=True, logits_to_keep=1)
+    model(input_ids=input_ids, **{cache_keyword(model): cache}, use_cache=True, logits_to_keep=1)
     return cache
 
 

@@ -130,15 +130,18 @@ def lean_generate(model: torch.nn.Module, input_ids: torch.Tensor, new_tokens: i
 
     if new_tokens < 1:
         raise ValueError(f"new_tokens must be >= 1, got {new_tokens}")
+    from graftlm.plugins.adapter import cache_keyword
+
     cache = DynamicCache()
+    kw = cache_keyword(model)  # `cache` or `past_key_values`, whichever this transformers takes
     out = torch.empty(input_ids.shape[0], new_tokens, dtype=torch.long, device=input_ids.device)
-    logits = model(input_ids=input_ids, past_key_values=cache, use_cache=True, logits_to_keep=1).logits
+    logits = model(input_ids=input_ids, **{kw: cache}, use_cache=True, logits_to_keep=1).logits
     nxt = logits[:, -1].argmax(-1, keepdim=True)
     for i in range(new_tokens):
         out[:, i : i + 1] = nxt
         if i + 1 == new_tokens:
             break
-        logits = model(input_ids=nxt, past_key_values=cache, use_cache=True).logits
+        logits = model(input_ids=nxt, **{kw: cache}, use_cache=True).logits
         nxt = logits[:, -1].argmax(-1, keepdim=True)
     return out
 
