@@ -367,3 +367,14 @@ def test_default_max_sentences_follows_the_backbone_positions():
     prompt = " ".join(f"Sentence {i}." for i in range(100))
     out = sllm.generate(prompt, max_new_sentences=1, max_tokens_per_sentence=3, ignore_stop=True, return_dict=True)
     assert out.num_new_sentences == [1]
+
+
+def test_smoke_runs_of_paper_recipes_get_a_heldout_split_for_every_seed():
+    from graftlm.text import english_paragraphs
+    from graftlm.training.data import is_heldout
+    from graftlm.training.recipes import smoke_config
+
+    cfg = smoke_config(load_recipe("svae-768-h1"))
+    assert load_recipe("svae-768-h1").heldout_fraction == 0.001 and cfg.data_path == "packaged:pydoc"
+    docs = list(english_paragraphs("pydoc"))
+    assert all(any(is_heldout(d, cfg.heldout_fraction, seed) for d in docs) for seed in range(40))
