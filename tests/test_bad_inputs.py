@@ -4,11 +4,9 @@ in a correct result or an error whose message names the bad value, field or file
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import sys
 import time
-import warnings
 from pathlib import Path
 
 import pytest
@@ -23,7 +21,7 @@ from graftlm.tokenization import ByteTokenizer  # noqa: E402
 from graftlm.training.recipes import TrainConfig, load_recipe  # noqa: E402
 from graftlm.vae import SentenceVAE, SentenceVAEConfig  # noqa: E402
 
-from fixtures.tiny_models import TEXTS, one_thread, paragraphs_batch, tiny_llama, tiny_opt, tiny_vae  # noqa: E402,F401
+from fixtures.tiny_models import TEXTS, one_thread, paragraphs_batch, tiny_llama, tiny_vae  # noqa: E402,F401
 
 
 @pytest.fixture
