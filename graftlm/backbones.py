@@ -62,16 +62,16 @@ def cache_entry(source_file: str | os.PathLike, prefix: str = "smollm2") -> Path
     return cache_root() / f"{prefix}-{file_sha256(source_file)[:16]}"
 
 
-def read_cached(entry: Path) -> tuple[Any, dict[str, Any], Any] | None:
-    """(config, state dict, tokenizer) of a complete cache entry, else None."""
-    if not (entry / COMPLETE).is_file():
+def read_cached(entry: Path, *, weights: bool = True) -> tuple[Any, dict[str, Any] | None, Any] | None:
+    """(config, state dict or None without ``weights``, tokenizer) of a complete cache entry, else None."""
+    if not (entry / COMPLETE).is_file() or not (entry / WEIGHTS).is_file():
         return None
     from safetensors.torch import load_file
     from transformers import AutoConfig, AutoTokenizer
 
     try:
         config = AutoConfig.from_pretrained(str(entry))
-        state = load_file(str(entry / WEIGHTS))
+        state = load_file(str(entry / WEIGHTS)) if weights else None
         tokenizer = AutoTokenizer.from_pretrained(str(entry))
     except (OSError, ValueError) as err:  # damaged entry: rebuild it
         print(f"graftlm: ignoring the damaged backbone cache {entry} ({err})", file=sys.stderr)
@@ -120,15 +120,19 @@ def _dequantise_smollm2(folder: Path) -> tuple[Any, dict[str, Any], Any]:
     return config, state, tokenizer
 
 
-def _smollm2_parts() -> tuple[Any, dict[str, Any], Any]:
+def _smollm2_parts() -> tuple[Any, dict[str, Any] | Path, Any]:
+    """(config, weights, tokenizer): weights are the cache entry's safetensors file when there is
+    one (read afresh for every model: no second copy kept in memory), else the tensors."""
     folder = smollm2_folder()
     entry = cache_entry(folder / SMOLLM2_GGUF)
-    parts = read_cached(entry)
-    if parts is None:
-        print(f"graftlm: de-quantising SmolLM2-135M once (20–45 s); cached in {entry}", file=sys.stderr)
-        parts = _dequantise_smollm2(folder)
-        write_cached(entry, *parts)
-    return parts
+    parts = read_cached(entry, weights=False)
+    if parts is not None:
+        return parts[0], entry / WEIGHTS, parts[2]
+    print(f"graftlm: de-quantising SmolLM2-135M once (20–45 s); cached in {entry}", file=sys.stderr)
+    config, state, tokenizer = _dequantise_smollm2(folder)
+    if write_cached(entry, config, state, tokenizer):
+        return config, entry / WEIGHTS, tokenizer
+    return config, state, tokenizer
 
 
 def _no_init_weights() -> Any:
@@ -148,20 +152,25 @@ def load_smollm2() -> tuple[Any, Any]:
     """(LlamaForCausalLM fp32, tokenizer) for SmolLM2-135M-Instruct, offline.
 
     The weights come from the user cache (de-quantised from the GGUF on first use, see the module
-    docstring) and are kept for the process; every call returns a FRESH model built from them
-    (≈1 s), because grafting strips the model it is given. Returned models carry
+    docstring); every call returns a FRESH model (its own tensors, read from the cached file, ≈1 s),
+    because grafting strips the model it is given. Returned models carry
     ``_graftlm_source`` so a grafted SentenceLLM can save them by reference.
     """
     from transformers import LlamaForCausalLM
 
     with _lock:
-        if "state" not in _cache:
-            _cache["config"], _cache["state"], _cache["tokenizer"] = _smollm2_parts()
-        config, state, tokenizer = _cache["config"], _cache["state"], _cache["tokenizer"]
+        if "weights" not in _cache:
+            _cache["config"], _cache["weights"], _cache["tokenizer"] = _smollm2_parts()
+        config, weights, tokenizer = _cache["config"], _cache["weights"], _cache["tokenizer"]
     config._attn_implementation = "sdpa"
-    with _no_init_weights():  # every weight is overwritten just below
+    with _no_init_weights():  # every weight is replaced just below
         model = LlamaForCausalLM(config)
-    missing, unexpected = model.load_state_dict(state, strict=False)
+    if isinstance(weights, Path):  # fresh tensors from the file, taken over without a copy
+        from safetensors.torch import load_file
+
+        missing, unexpected = model.load_state_dict(load_file(str(weights)), strict=False, assign=True)
+    else:
+        missing, unexpected = model.load_state_dict(weights, strict=False)
     if unexpected or set(missing) - {"lm_head.weight"}:
         raise RuntimeError(f"SmolLM2 weights do not fit LlamaForCausalLM: missing {missing}, unexpected {unexpected}")
     model.tie_weights()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+import time
 
 COMMANDS: dict[str, tuple[str, str]] = {
     "adapters": ("graftlm.plugins.cli_adapters", "list the registered backbone adapters and where they come from"),
@@ -38,7 +39,12 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+STARTED: float = time.perf_counter()  # when the current command started (budgets count from here)
+
+
 def main(argv: list[str] | None = None) -> int:
+    global STARTED
+    STARTED = time.perf_counter()
     if argv is not None:
         sys.argv = [sys.argv[0], *argv]
     parser = build_parser()

@@ -184,6 +184,9 @@ def test_the_dequantised_backbone_is_cached_by_the_source_files_hash(tmp_path, m
     assert tok2("hi there")["input_ids"] == tokenizer("hi there")["input_ids"]
     for k, v in first.state_dict().items():
         assert torch.equal(second.state_dict()[k], v), k
+    # every call gives a model of its own (grafting strips it, training changes it)
+    assert first.model.embed_tokens.weight.data_ptr() != second.model.embed_tokens.weight.data_ptr()
+    assert second.lm_head.weight is second.model.embed_tokens.weight  # tied again
     entries = list((tmp_path / "cache").iterdir())
     assert [e.name for e in entries] == [f"smollm2-{backbones.file_sha256(source / backbones.SMOLLM2_GGUF)[:16]}"]
     (source / backbones.SMOLLM2_GGUF).write_bytes(b"fake gguf v2")  # a new wheel: a new entry

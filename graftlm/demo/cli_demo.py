@@ -93,7 +93,9 @@ def run(args: argparse.Namespace) -> int:
 
         torch.set_num_threads(args.threads)
     print(f"graftlm demo → {run_folder.path} (budget {settings.minutes:g} min; Ctrl-C leaves a resumable run)")
-    session = DemoSession(run_folder, settings)
+    from graftlm import cli
+
+    session = DemoSession(run_folder, settings, started=cli.STARTED)
     try:
         run_phases(session)
     except ValueError as err:
@@ -105,12 +107,13 @@ def run(args: argparse.Namespace) -> int:
         print(f"\ninterrupted: finished phases and a checkpoint of the current training phase are saved in "
               f"{run_folder.path}.\nContinue with: graftlm demo --resume {run_folder.path}", file=sys.stderr)
         return 130
-    from graftlm.demo.report import busy_warnings
+    from graftlm.demo.report import busy_summary
 
     elapsed, budget = run_folder.state.get("elapsed", 0.0), settings.minutes * 60
     print(f"\n{closing_table(run_folder)}\n")
-    for warning in busy_warnings(run_folder):
-        print(warning)
+    busy = busy_summary(run_folder)
+    if busy:
+        print(busy)
     over = f", {100 * (elapsed / budget - 1):.0f} % over" if elapsed > budget else ""
     print(f"done in {elapsed:.0f} s (budget {budget:.0f} s{over}). Report: {run_folder.path / 'report.md'}")
     print(f'Try: graftlm generate {run_folder.path} "your prompt"   |   graftlm reconstruct {run_folder.path} "a sentence"')

@@ -143,6 +143,19 @@ def busy_warnings(run: RunFolder) -> list[str]:
     return [w for p in run.state["phases"].values() if (w := p.get("busy_warning"))]
 
 
+def busy_summary(run: RunFolder) -> str | None:
+    """One line naming the phases that ran on a busy machine, with the worst figures, or None."""
+    busy = {k: p["timing"] for k, p in run.state["phases"].items() if p.get("busy_warning") and p.get("timing")}
+    if not busy:
+        return None
+    util = min(t.get("cpu_utilisation") or 1.0 for t in busy.values())
+    load = max(t.get("load_avg_1min") or 0.0 for t in busy.values())
+    cpus = next(iter(busy.values())).get("cpus")
+    return (f"warning: the machine was busy during {', '.join(busy)} (down to {100 * util:.0f} % of the CPU time "
+            f"the threads could use, load average up to {load:.1f} on {cpus} CPUs): the tokens/s row and the "
+            "step counts are below this machine's real speed; rerun on an idle machine to compare speeds")
+
+
 def timing_table(run: RunFolder) -> str:
     """Per phase: its share of the budget, wall clock, process CPU time, CPU use and load average."""
     lines = ["| phase | time budget (s) | wall clock (s) | CPU time (s) | CPU ÷ (wall × threads) | load average at end | ended |",
@@ -155,7 +168,7 @@ def timing_table(run: RunFolder) -> str:
                  "on steps" if "steps" in rec else "done")
         lines.append(f"| {phase} | {_num(rec.get('allowance_s'), 0)} | {_num(t.get('wall_s'))} | {_num(t.get('cpu_s'))} | "
                      f"{_num(100 * t['cpu_utilisation'], 0) + ' %' if isinstance(t.get('cpu_utilisation'), float) else '–'} "
-                     f"({t.get('threads')} threads) | {_num(t.get('load_avg_1min'), 2)} on {t.get('cpus')} CPUs | {ended} |")
+                     f"({t.get('threads')} thread{'s' if t.get('threads') != 1 else ''}) | {_num(t.get('load_avg_1min'), 2)} on {t.get('cpus')} CPUs | {ended} |")
     return "\n".join(lines)
 
 

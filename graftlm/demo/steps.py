@@ -51,9 +51,10 @@ def lora_targets(model: torch.nn.Module) -> list[str]:
 class DemoSession:
     """One invocation of ``graftlm demo`` (fresh or resumed) on a run folder."""
 
-    def __init__(self, run: RunFolder, settings: DemoSettings, log: Callable[[str], None] = print) -> None:
+    def __init__(self, run: RunFolder, settings: DemoSettings, log: Callable[[str], None] = print,
+                 started: float | None = None) -> None:
         self.run, self.s, self.log = run, settings, log
-        self.t0 = time.perf_counter()
+        self.t0 = time.perf_counter() if started is None else started  # the command's start counts too
         self.elapsed_before = float(run.state.get("elapsed", 0.0))
         run.state["sessions"] = int(run.state.get("sessions", 0)) + 1
         self.precision = resolve_precision(settings.precision)
