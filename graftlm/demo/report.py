@@ -191,7 +191,7 @@ def write_report(run: RunFolder) -> Path:
         f"Created {st.get('created')}; {st.get('sessions', 1)} session(s); total wall time "
         f"**{_fmt_seconds(st.get('elapsed'))}** against a budget of {_fmt_seconds(budget.get('total_s'))} "
         f"(`--minutes {s['minutes']:g}`). Backbone loading took {', '.join(map(str, st.get('load_seconds', [])))} s.",
-        f"Machine: {platform.machine()}, {os.cpu_count()} CPU(s) visible, {m.get('torch_threads', '?')} torch threads, "
+        f"Machine: {platform.machine()}, {os.cpu_count()} CPU(s) visible, {m.get('torch_threads', '?')} torch thread{'' if m.get('torch_threads') == 1 else 's'}, "
         f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}; training precision "
         f"{_precision(setup.get('precision'))}, measurements in fp32. Command: `{cmd}` (settings in state.json).",
         "", "## What was trained, on what", "",
