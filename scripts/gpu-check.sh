@@ -112,12 +112,18 @@ export MPLBACKEND=Agg TOKENIZERS_PARALLELISM=false
 
 # ---- mode: GPU, CPU fallback, or dry run ---------------------------------------------------------
 GPU_LIST="$(nvidia-smi -L 2>/dev/null | grep -i '^GPU' || true)"
+if [ -z "$GPU_LIST" ] && [ "$DRY_RUN" = 0 ]; then  # no nvidia-smi on PATH: ask a torch that is here
+    for c in ${PY:-} .venv-cuda/bin/python .venv/bin/python python3; do
+        GPU_LIST="$("$c" -c 'import torch; print("GPU 0: " + torch.cuda.get_device_name(0)) if torch.cuda.is_available() else None' 2>/dev/null || true)"
+        [ -n "$GPU_LIST" ] && break
+    done
+fi
 if [ "$DRY_RUN" = 1 ]; then
     MODE="dry-run"
     echo "gpu-check --dry-run: the GPU steps on the CPU with tiny sizes (figures mean nothing)"
 elif [ -z "$GPU_LIST" ]; then
     MODE="cpu-fallback"
-    echo "gpu-check: NO GPU VISIBLE (nvidia-smi missing or lists no GPU): running the CPU-only checks"
+    echo "gpu-check: NO GPU VISIBLE (neither nvidia-smi nor torch sees one): running the CPU-only checks"
     echo "           (the --dry-run steps, tiny sizes); nothing is measured on a GPU and docs/ is not touched."
     note "no GPU visible: CPU-only checks (dry-run sizes); nothing was measured on a GPU"
 else
