@@ -93,3 +93,11 @@ def test_demo_refuses_a_budget_too_small_to_mean_anything(tmp_path, capsys):
 def test_demo_threads_must_be_positive(tmp_path, capsys):
     assert main(["demo", "--threads", "0", "--out", str(tmp_path / "run")]) == 2
     assert "--threads must be >= 1" in capsys.readouterr().err
+
+
+def test_make_demo_counts_its_environment_setup_in_the_budget():
+    from graftlm.demo.cli_demo import STARTED_ENV, command_start
+
+    assert command_start({STARTED_ENV: "9970.0"}, now_perf=50.0, now_epoch=10000.0) == (20.0, 30.0)
+    for bad in ({}, {STARTED_ENV: "soon"}, {STARTED_ENV: "20000"}, {STARTED_ENV: "1000"}):  # unset, junk, future, stale
+        assert command_start(bad, now_perf=50.0, now_epoch=10000.0) == (50.0, 0.0)

@@ -6,6 +6,7 @@ import math
 import os
 import re
 import platform
+import statistics
 from pathlib import Path
 from typing import Any
 
@@ -91,6 +92,12 @@ def closing_table(run: RunFolder) -> str:
          f"1 (+ {_num(m.get('sllm_decoder_steps_per_sentence'))} sentence-decoder steps)",
          ratio(1.0, m.get("backbone_steps_per_sentence"))),
     ]
+    cpu = {side: m.get(f"{side}_cpu_seconds") for side in ("backbone", "sllm")}
+    if all(isinstance(v, list) and v and min(v) > 0 for v in cpu.values()) and m.get("bench_new_tokens"):
+        per_cpu = {side: m["bench_new_tokens"] / statistics.median(v) for side, v in cpu.items()}  # as tokens/s
+        rows.insert(1, (f"output tokens per second of process CPU time (same runs; all {m.get('torch_threads')} "
+                        "thread(s) counted, so less sensitive to other programs' load)",
+                        _num(per_cpu["backbone"]), _num(per_cpu["sllm"]), ratio(per_cpu["sllm"], per_cpu["backbone"])))
     if isinstance(m.get("sllm_bits_per_byte"), (int, float)):  # tokenization-independent, from graftlm.evaluate
         rows.insert(3, (f"bits per byte on the same text ({m.get('bytes')} UTF-8 bytes)",
                         _num(m.get("backbone_bits_per_byte"), 3), _num(m.get("sllm_bits_per_byte"), 3),
@@ -228,7 +235,7 @@ def write_report(run: RunFolder) -> Path:
     lines += ["", "## Closing table", "", closing_table(run), "",
               f"Timing runs, wall clock (s): backbone {_list(m.get('backbone_seconds'))}, SentenceLLM "
               f"{_list(m.get('sllm_seconds'))}{_cpu_runs(m)}. "
-              f"Termination head accuracy on the PPL paragraphs: {_num(100 * m.get('termination_accuracy', float('nan')))} %.",
+              f"Termination head accuracy on the held-out texts: {_num(100 * m.get('termination_accuracy', float('nan')))} %.",
               *[f"\n**{w}**" for w in busy_warnings(run)],
               "", "## Where the time went", "", timing_table(run),
               "", "## Loss curves", ""]
