@@ -155,3 +155,8 @@ def test_their_sllm_yaml_maps_with_the_opt_config(tmp_path):
     c = official_config(tmp_path / "SLLM-350m" / "sllm_350m_h1_all.yaml", backbone_config=opt350)
     assert (c.hidden_size, c.embed_dim, c.num_heads, c.num_layers, c.max_tokens, c.fusion) == (1024, 512, 16, 1, 64, "sum")
     assert (c.pad_token_id, c.bos_token_id, c.eos_token_id, c.vocab_size) == (1, 2, 2, 50272)
+
+
+def test_their_layout_fed_to_the_sllm_is_a_clear_error(sllm):
+    with pytest.raises(ValueError, match="strip_official_layout"):
+        sllm(OUT["sllm_full.sentence_toks"], OUT["sllm_full.tok_mask"].bool(), OUT["sllm_full.sentence_mask"].bool())

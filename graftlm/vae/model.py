@@ -200,7 +200,8 @@ class SentenceVAE(nn.Module):
             rows = (ids[:, 0] == c.bos_token_id).nonzero().flatten().tolist()[:8]
             raise ValueError(
                 f"rows {rows} start with the bos id {c.bos_token_id}, which graftlm adds itself: the authors' "
-                "tokenizer output starts with </s>; strip it (graftlm.vae.official.strip_official_bos)")
+                "tokenizer output starts with </s>; strip it (graftlm.vae.official.strip_official_bos; their "
+                "SentenceLLM batches: graftlm.sllm.official.strip_official_layout)")
         real = ids[mask]
         if bool(((real < 0) | (real >= c.vocab_size)).any()):
             raise ValueError(f"input_ids contain ids outside the vocabulary [0, {c.vocab_size}) at real tokens")
