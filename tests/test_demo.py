@@ -228,6 +228,28 @@ def test_generate_needs_a_trained_sentence_llm(tmp_path, capsys):
     assert "no trained SentenceLLM" in capsys.readouterr().err
 
 
+def test_phases_without_time_do_the_least_and_say_so(tmp_path, capsys, monkeypatch, tiny_llama):
+    import graftlm.demo.steps as steps
+
+    monkeypatch.setattr(steps, "share", lambda phase, remaining, left: 0.0)  # every phase: no time at all
+    out = tmp_path / "run"
+    rc, console, _ = _demo(capsys, "--model", tiny_llama, "--out", out, "--max-paragraphs", "300",
+                           "--minutes", "2", "--new-sentences", "3", "--precision", "fp32")
+    assert rc == 0, console
+    run = RunFolder.open(out)
+    for phase in ("svae", "sllm"):  # no time: a plan of one step, and a warning naming a budget that fits more
+        rec = run.result(phase)
+        assert rec["steps"] == rec["planned_steps"] == 1 and rec["too_few_steps"], (phase, rec)
+    assert "warning: --minutes 2 leaves time for only 1 SentenceVAE steps" in console
+    assert "warning: --minutes 2 leaves time for only 1 SentenceLLM steps" in console
+    ev = run.result("svae_eval")
+    assert ev["cut_by_time"] and ev["segments"] == 32 < ev["planned_segments"]  # one batch of 32, then stop
+    assert "time budget" in console.split("held-out reconstruction:")[1].splitlines()[0]
+    assert len(run.result("generate")["sllm_sentences"]) <= 1  # of 3 asked: stopped after the first
+    report = (out / "report.md").read_text()
+    assert "the phase's time budget ended the rest" in report
+
+
 # ---------------------------------------------------------------------------------- OPT backbone
 
 def test_demo_runs_on_an_opt_backbone_with_user_data(tmp_path, capsys):
@@ -384,6 +406,7 @@ def test_phase_control_stops_at_the_deadline():
     control = PhaseControl(deadline=0.0, guard=InterruptGuard())
     control(trainer, 7)
     assert trainer.cfg.max_steps == 7 and control.stopped_by_time
+    assert control.plan_at_stop == 100  # reported as "7 of 100 planned steps"
 
 
 def test_plan_steps_follows_the_time_budget_and_the_cap():

@@ -75,6 +75,7 @@ class PhaseControl:
         self.guard = guard
         self.cap = cap
         self.stopped_by_time = False
+        self.plan_at_stop: int | None = None  # the planned steps when the deadline stopped the phase
         self.replans: list[tuple[int, int]] = []  # (at step, new planned steps)
         self._origin: tuple[int, float] | None = None  # (step, time) of the first callback
         self._next = 0
@@ -98,6 +99,7 @@ class PhaseControl:
                 self._replan(trainer, step, now)
         if now >= self.deadline and step < trainer.cfg.max_steps:
             self.stopped_by_time = True
+            self.plan_at_stop = trainer.cfg.max_steps
             self._bar_reason(trainer, f"stopped: time budget reached ({step} of {trainer.cfg.max_steps} planned steps)")
             trainer.cfg.max_steps = step  # ends Trainer.fit's loop after this step
         elif step >= trainer.cfg.max_steps:
@@ -218,7 +220,8 @@ def run_phase(model: torch.nn.Module, cfg: TrainConfig, make_batches: Callable[[
     shutil.rmtree(Path(cfg.output_dir) / "checkpoints", ignore_errors=True)  # only needed while interrupted
     return PhaseResult(steps=result.step, seconds=time.perf_counter() - t0,
                        stopped_by_time=control.stopped_by_time, last_loss=result.last_loss,
-                       planned_steps=int(max(trainer.cfg.max_steps, result.step)), replans=control.replans)
+                       planned_steps=int(control.plan_at_stop or max(trainer.cfg.max_steps, result.step)),
+                       replans=control.replans)
 
 
 def cycle_batches(batches: Callable[[int], Iterator[dict]]) -> Callable[[int, int, int], Iterator[dict]]:
