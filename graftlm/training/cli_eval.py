@@ -40,7 +40,7 @@ def evaluate_run(run_dir: str | Path, *, checkpoint: str | Path | None = None, r
 
     import torch
     import yaml
-    from safetensors.torch import load_file
+    from graftlm.safetensors_io import read_safetensors
 
     from graftlm.training import checkpointing as ckpt
     from graftlm.training.models import build
@@ -68,7 +68,7 @@ def evaluate_run(run_dir: str | Path, *, checkpoint: str | Path | None = None, r
     torch.manual_seed(cfg.seed)
     built = build(cfg)
     weights = path / ("model.safetensors" if raw or not (path / "ema.safetensors").is_file() else "ema.safetensors")
-    state = load_file(str(weights))
+    state = read_safetensors(weights, "checkpoint weights")
     missing, unexpected = built.model.load_state_dict(state, strict=False)
     if unexpected or [k for k in missing if k not in _tied(built.model)]:
         raise ValueError(f"{weights} does not fit the recipe's model: missing {missing[:3]}, unexpected {unexpected[:3]}")
