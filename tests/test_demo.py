@@ -240,8 +240,8 @@ def test_phases_without_time_do_the_least_and_say_so(tmp_path, capsys, monkeypat
     for phase in ("svae", "sllm"):  # no time: a plan of one step, and a warning naming a budget that fits more
         rec = run.result(phase)
         assert rec["steps"] == rec["planned_steps"] == 1 and rec["too_few_steps"], (phase, rec)
-    assert "warning: --minutes 2 leaves time for only 1 SentenceVAE steps" in console
-    assert "warning: --minutes 2 leaves time for only 1 SentenceLLM steps" in console
+    assert "warning: --minutes 2 leaves time for only 1 SentenceVAE step " in console
+    assert "warning: --minutes 2 leaves time for only 1 SentenceLLM step " in console
     ev = run.result("svae_eval")
     assert ev["cut_by_time"] and ev["segments"] == 32 < ev["planned_segments"]  # one batch of 32, then stop
     assert "time budget" in console.split("held-out reconstruction:")[1].splitlines()[0]

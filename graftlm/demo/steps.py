@@ -153,7 +153,8 @@ class DemoSession:
                           step_seconds_estimate=round(step_s, 3))
             if fitting < MEANINGFUL_STEPS[phase] and (cap is None or cap > fitting):
                 need = smallest_meaningful_minutes(phase, step_s=step_s, minutes=self.s.minutes, fitting_steps=fitting)
-                self.log(f"warning: --minutes {self.s.minutes:g} leaves time for only {fitting} {name} steps "
+                steps = f"{fitting} {name} step{'s' if fitting != 1 else ''}"
+                self.log(f"warning: --minutes {self.s.minutes:g} leaves time for only {steps} "
                          f"({step_s:.2f} s each on this machine); {MEANINGFUL_STEPS[phase]} or more are needed to "
                          f"learn something: about --minutes {need:.1f}")
                 record["too_few_steps"] = True
