@@ -29,7 +29,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--corpus", choices=CORPORA, default=None, help=f"packaged corpus (default {d.corpus})")
     parser.add_argument("--max-paragraphs", type=int, default=None, help="use only the first N paragraphs")
     parser.add_argument("--minutes", type=float, default=None,
-                        help=f"wall-time budget of the whole run, loading included (default {d.minutes:g})")
+                        help=f"wall-time budget of the whole command, loading included; every phase keeps to its share "
+                        f"(default {d.minutes:g}, at least 1)")
     parser.add_argument("--out", default=None, help="run folder (default runs/demo-<timestamp>)")
     parser.add_argument("--resume", default=None, metavar="RUN", help="continue RUN, reusing its finished phases")
     parser.add_argument("--prompt", default=None, help="prompt for the generation step (default: held-out text)")
