@@ -33,8 +33,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="sample from the smallest set of tokens whose probability reaches p, 0 < p <= 1 "
                         "(needs --do-sample)")
     parser.add_argument("--seed", type=int, default=0, help="random seed when sampling (default 0)")
-    parser.add_argument("--stop-head", action="store_true", help="let the termination head decide when to stop "
-                        "(default: always generate --sentences sentences; a briefly trained head often stops at once)")
+    parser.add_argument("--ignore-stop", action="store_true", help="always generate --sentences sentences "
+                        "(default: the termination head decides when the text ends, at most --sentences)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--plain", action="store_true",
                         help="print the prompt and its continuation as bare text: no arrow, marks or colour")
@@ -152,7 +152,7 @@ def run(args: argparse.Namespace) -> int:
         sllm = load_run_sllm(args.run_dir)
         print(f"ready in {time.perf_counter() - t0:.1f} s", file=sys.stderr, flush=True)
         printer = Printer(sys.stdout, plain=args.plain)
-        opts = dict(sentences=args.sentences, stop_head=args.stop_head, sampling=sampling)
+        opts = dict(sentences=args.sentences, stop_head=not args.ignore_stop, sampling=sampling)
         if args.prompt is not None:
             continue_prompt(sllm, args.prompt, printer, **opts)
         if args.interactive:

@@ -287,10 +287,9 @@ class DemoSession:
         self.log(f"\nprompt: {prompt!r}\nSentenceLLM continues ({self.s.new_sentences} sentences, streaming, greedy):")
         pieces: list[str] = []
         with torch.inference_mode():
-            # ignore_stop: a briefly trained termination head often says "stop" at once; the demo
-            # shows a fixed number of sentences instead (the head is measured in the closing table)
+            # the termination head decides when the text ends (at most new_sentences sentences)
             for step in sllm.stream(prompt, tokenizer, max_new_sentences=self.s.new_sentences,
-                                    max_tokens_per_sentence=self.s.max_tokens, ignore_stop=True):
+                                    max_tokens_per_sentence=self.s.max_tokens):
                 if step[0] is not None:
                     pieces.append(step[0])
                     print(f"  [{len(pieces)}] {step[0]!r}", flush=True)
@@ -299,6 +298,8 @@ class DemoSession:
         cut = len(pieces) < self.s.new_sentences and self.time_left() < 0.4 * self.allowance
         if cut:
             self.log(f"  (stopped after {len(pieces)} sentence(s): the phase's time budget)")
+        elif len(pieces) < self.s.new_sentences:
+            self.log(f"  (the termination head ended the text after {len(pieces)} sentence(s))")
         n_new = sum(len(tokenizer(p, add_special_tokens=False)["input_ids"]) for p in pieces)
         ids = torch.tensor([tokenizer(prompt, add_special_tokens=False)["input_ids"]])
         with torch.inference_mode():
