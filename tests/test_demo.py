@@ -257,10 +257,11 @@ def test_demo_runs_on_an_opt_backbone_with_user_data(tmp_path, capsys):
     data = tmp_path / "text.txt"
     data.write_text("\n\n".join(f"Paragraph {i} starts here. It goes on, and on; then it ends. Done {i}!"
                                 for i in range(30)))
-    rc, out, _ = _demo(capsys, "--model", model, "--data", data, "--out", tmp_path / "run", *FAST[2:])
+    rc, out, _ = _demo(capsys, "--model", model, "--data", data, "--out", tmp_path / "run", "--distill", "0.5", *FAST[2:])
     assert rc == 0, out
     run = RunFolder.open(tmp_path / "run")
     assert run.complete
+    assert run.result("sllm")["distill"] == 0.5  # the SLLM phase distilled from the un-grafted backbone
     assert run.result("setup")["corpus"].startswith("your files")
     # the console shows what the report shows: reconstruction with examples, both generations, the table
     assert "held-out reconstruction:" in out and out.count("  in : ") == 3

@@ -16,7 +16,7 @@ from graftlm.demo.inputs import CORPORA, PRECISIONS, DemoSettings
 
 # options that define a run; with --resume they come from RUN/state.json instead
 RUN_OPTIONS = ("model", "data", "corpus", "max_paragraphs", "minutes", "seed", "max_tokens", "max_sentences",
-               "vae_layers", "svae_steps", "sllm_steps", "precision", "prompt", "new_sentences", "lora_r")
+               "vae_layers", "svae_steps", "sllm_steps", "precision", "prompt", "new_sentences", "lora_r", "distill")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -41,6 +41,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"sentences per SentenceLLM training paragraph (default {d.max_sentences})")
     parser.add_argument("--vae-layers", type=int, default=None, help=f"SentenceVAE layers per stack (default {d.vae_layers})")
     parser.add_argument("--lora-r", type=int, default=None, help=f"LoRA rank in the backbone (default {d.lora_r})")
+    parser.add_argument("--distill", type=float, default=None,
+                        help=f"weight of distillation from the un-grafted backbone into the sentence decoder "
+                             f"(KL per token; 0 = off; default {d.distill})")
     parser.add_argument("--svae-steps", type=int, default=None, help="cap on SentenceVAE steps (default: time budget)")
     parser.add_argument("--sllm-steps", type=int, default=None, help="cap on SentenceLLM steps (default: time budget)")
     parser.add_argument("--precision", choices=PRECISIONS, default=None,

@@ -44,6 +44,7 @@ class DemoSettings:
     sllm_lr: float = 3e-4
     sllm_steps: int | None = None
     lora_r: int = 16
+    distill: float = 0.0  # weight of KL(backbone teacher || sentence decoder) in the SLLM phase
     precision: str = "auto"
     prompt: str | None = None
     new_sentences: int = 4
@@ -68,6 +69,9 @@ class DemoSettings:
         for name in ("svae_steps", "sllm_steps", "max_paragraphs"):
             if getattr(self, name) is not None:
                 _check_int(name, getattr(self, name), 2 if name == "max_paragraphs" else 1)
+        if isinstance(self.distill, bool) or not isinstance(self.distill, (int, float)) \
+                or not math.isfinite(self.distill) or self.distill < 0:
+            raise ValueError(f"--distill must be a number >= 0 (0 = off), got {self.distill!r}")
         if self.corpus not in CORPORA:
             raise ValueError(f"--corpus must be one of {', '.join(CORPORA)}, got {self.corpus!r}")
         if self.precision not in PRECISIONS:

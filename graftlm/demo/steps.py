@@ -252,7 +252,10 @@ class DemoSession:
                           target_modules=lora_targets(model))
         sllm = graft(shared_copy(model), vae, lora=lora, tokenizer=tokenizer)
         freeze_embeddings(sllm.vae)
+        if self.s.distill > 0:  # the un-grafted model is the teacher; LoRA leaves its weights as they are
+            sllm.set_teacher(model, weight=self.s.distill)
         record = self._train("sllm", sllm, "sllm", self.s.sllm_batch, self.s.sllm_lr, self.s.sllm_steps)
+        sllm.set_teacher(None)
         sllm.eval()
         try:  # small: LoRA + VAE + head, the backbone by reference (smollm2 loader, hub id or path)
             sllm.save_pretrained(self.run.sllm_model_dir, save_backbone="reference")
@@ -266,7 +269,7 @@ class DemoSession:
         record["vae_embedding"] = save_vae(sllm.vae, self.run.sllm_model_dir / "vae", share_with=self.run.vae_dir)
         self.sllm = sllm
         self._plot("sllm")
-        self.save("sllm", done=True, **record, lora_r=self.s.lora_r, lora_targets=",".join(lora.target_modules),
+        self.save("sllm", done=True, **record, lora_r=self.s.lora_r, distill=self.s.distill, lora_targets=",".join(lora.target_modules),
                   save_backbone=mode)
 
     def load_sllm(self) -> Any:
