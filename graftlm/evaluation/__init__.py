@@ -100,6 +100,7 @@ def evaluate(
     new_tokens: int = 64,
     seed: int = 0,
     num_samples: int = 5,
+    num_prompts: int | None = 10,
     batch_size: int = 4,
 ) -> EvaluationReport:
     """Score ``texts`` with the SentenceLLM and with the un-grafted ``backbone``, on the same bytes.
@@ -108,7 +109,8 @@ def evaluate(
     with a single segment have nothing to score and are skipped (counted in ``texts_skipped``).
     ``tokenizer`` defaults to the one grafted with the model; ``segmenter`` to `sllm.segmenter`
     (the trained budget and rule). ``generate=True`` adds free-running generation metrics for
-    both sides (`graftlm.evaluation.free_running`; ``new_tokens`` per continuation, ``seed``).
+    both sides (`graftlm.evaluation.free_running`; ``new_tokens`` per continuation, ``seed``;
+    prompts from the first ``num_prompts`` texts, None = all).
     """
     if isinstance(texts, str):
         raise TypeError("texts must be a list of str, got a single str; wrap it in a list")
@@ -138,7 +140,7 @@ def evaluate(
         if generate:
             from graftlm.evaluation.free_running import generation_metrics
 
-            gen = generation_metrics(sllm, backbone, tokenizer, segments, segmenter=segmenter, new_tokens=new_tokens,
+            gen = generation_metrics(sllm, backbone, tokenizer, segments[:num_prompts], segmenter=segmenter, new_tokens=new_tokens,
                                      seed=seed, num_samples=num_samples)
     finally:
         sllm.train(was_training[0])
@@ -158,5 +160,6 @@ def evaluate(
         stop_recall=ours.stop_hits / len(kept),
         texts_skipped=len(texts) - len(kept),
         generation=gen,
-        settings={"segmenter": getattr(segmenter, "settings", lambda: {})(), "new_tokens": new_tokens, "seed": seed},
+        settings={"segmenter": getattr(segmenter, "settings", lambda: {})(), "new_tokens": new_tokens, "seed": seed,
+                  "num_prompts": num_prompts},
     )

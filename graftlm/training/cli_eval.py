@@ -29,13 +29,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "entropy, distinct-n and repeated sentences (slower)")
     parser.add_argument("--texts", type=int, default=None,
                         help="SLLM: held-out texts scored (default: the recipe's eval_size; 16 for a demo run)")
+    parser.add_argument("--prompts", type=int, default=10, help="--generate: held-out prompts continued (default 10)")
+    parser.add_argument("--new-tokens", type=int, default=64, help="--generate: tokens per continuation (default 64)")
     parser.add_argument("--json", action="store_true", help="print the result as JSON instead of tables")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
 
 
 def evaluate_run(run_dir: str | Path, *, checkpoint: str | Path | None = None, raw: bool = False,
                  overrides: list[str] | None = None, examples: int = 12, generate: bool = False,
-                 texts: int | None = None) -> dict:
+                 texts: int | None = None, prompts: int = 10, new_tokens: int = 64) -> dict:
     import dataclasses
 
     import torch
@@ -53,7 +55,8 @@ def evaluate_run(run_dir: str | Path, *, checkpoint: str | Path | None = None, r
     if not run_dir.exists():
         raise ValueError(f"{run_dir} does not exist: pass a folder written by graftlm train or graftlm demo")
     if is_demo_run(run_dir):
-        return evaluate_demo_run(run_dir, generate=generate, texts=texts or 16, examples=examples)
+        return evaluate_demo_run(run_dir, generate=generate, texts=texts or 16, examples=examples,
+                                 gen_options={"num_prompts": prompts, "new_tokens": new_tokens})
     recipe = run_dir / "recipe.yaml"
     if not recipe.is_file():
         raise ValueError(f"{recipe} does not exist: is {run_dir} a graftlm run folder?")
@@ -74,13 +77,14 @@ def evaluate_run(run_dir: str | Path, *, checkpoint: str | Path | None = None, r
         raise ValueError(f"{weights} does not fit the recipe's model: missing {missing[:3]}, unexpected {unexpected[:3]}")
     with torch.no_grad():
         result = evaluate(cfg, built, built.model, heldout(cfg, built), full=True, baseline=True, num_examples=examples,
-                          generate=generate)
+                          generate=generate, gen_options={"num_prompts": prompts, "new_tokens": new_tokens})
     result = {"checkpoint": str(path), "weights": weights.stem, **result}
     write_eval(run_dir, result)
     return result
 
 
-def evaluate_demo_run(run_dir: Path, *, generate: bool, texts: int, examples: int) -> dict:
+def evaluate_demo_run(run_dir: Path, *, generate: bool, texts: int, examples: int,
+                      gen_options: dict | None = None) -> dict:
     """Both parts of a `graftlm demo` run folder on its own held-out paragraphs."""
     import torch
 
@@ -104,7 +108,7 @@ def evaluate_demo_run(run_dir: Path, *, generate: bool, texts: int, examples: in
     chosen = ["".join(c) for c in chunks if len(c) >= 2][:texts]
     with torch.no_grad():
         report = graftlm.evaluate(sllm, chosen, backbone=backbone, tokenizer=tokenizer, segmenter=segmenter,
-                                  generate=generate)
+                                  generate=generate, **(gen_options or {}))
         segments = [s for doc in heldout_docs for s in ExampleStream("svae", tokenizer, max_tokens=sllm.segment_budget,
                                                                       max_sentences=1).examples(doc)][:256]
         svae = evaluate_svae(sllm.vae, segments, pad_id=sllm.vae.config.pad_token_id, batch_size=32,
@@ -133,7 +137,8 @@ def run(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     try:
         result = evaluate_run(args.run_dir, checkpoint=args.checkpoint, raw=args.raw, overrides=args.overrides,
-                              examples=args.examples, generate=args.generate, texts=args.texts)
+                              examples=args.examples, generate=args.generate, texts=args.texts, prompts=args.prompts,
+                              new_tokens=args.new_tokens)
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

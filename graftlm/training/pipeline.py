@@ -57,7 +57,8 @@ def heldout(cfg: TrainConfig, built: Built, limit: int | None = None) -> list[An
 
 
 def evaluate(cfg: TrainConfig, built: Built, model: torch.nn.Module, examples: list[Any], *,
-             full: bool, baseline: bool = False, num_examples: int = 12, generate: bool = False) -> dict[str, Any]:
+             full: bool, baseline: bool = False, num_examples: int = 12, generate: bool = False,
+             gen_options: dict[str, Any] | None = None) -> dict[str, Any]:
     """SVAE or SLLM metrics on ``examples``; ``full`` adds the reconstruction table / baseline."""
     eval_batch = max(1, min(cfg.batch_size, 64))
     if built.kind == "svae":
@@ -73,7 +74,7 @@ def evaluate(cfg: TrainConfig, built: Built, model: torch.nn.Module, examples: l
                               data_format=cfg.data_format, text_field=cfg.text_field,
                               heldout_fraction=cfg.heldout_fraction, seed=cfg.seed)
         report = evaluate_same_bytes(model, texts, backbone=backbone, tokenizer=built.tokenizer, segmenter=segmenter,
-                                     generate=generate, batch_size=max(1, min(eval_batch, 8)))
+                                     generate=generate, batch_size=max(1, min(eval_batch, 8)), **(gen_options or {}))
         # the same-bytes report is the headline; the window figures stay, prefixed
         result = {**report.to_dict(), **{f"window_{k}": v for k, v in result.items()}}
         del backbone
