@@ -10,6 +10,16 @@ import torch
 
 
 @pytest.fixture
+def fresh_accelerate_state():
+    """Each in-process run builds its own Accelerator (accelerate keeps a process-wide singleton)."""
+    from accelerate.state import AcceleratorState
+
+    AcceleratorState._reset_state(True)
+    yield
+    AcceleratorState._reset_state(True)
+
+
+@pytest.fixture
 def rng() -> torch.Generator:
     """A seeded torch generator, so random inputs are the same on every run."""
     return torch.Generator().manual_seed(0)

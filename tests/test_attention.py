@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import math
-import types
 
 import pytest
 import torch
 
 import graftlm.attention as attn
 from graftlm.attention import attention, attention_backend, resolved_backend, set_attention_backend
+
+from fixtures.fake_xformers import install_fake_xformers
 
 
 def naive(q, k, v, causal=False, key_padding_mask=None):
@@ -113,29 +114,7 @@ def test_forcing_xformers_when_it_cannot_run_is_a_clear_error(rng, monkeypatch):
 
 
 def _fake_xformers(monkeypatch, fail: bool):
-    """Install a stand-in xformers.ops (BMHK layout) and pretend CPU tensors are on CUDA."""
-    calls = []
-
-    def memory_efficient_attention(q, k, v, attn_bias=None, p=0.0):
-        calls.append(type(attn_bias).__name__)
-        if fail:
-            raise NotImplementedError("No operator found for `memory_efficient_attention_forward`")
-        q, k, v = (t.transpose(1, 2) for t in (q, k, v))
-        scores = q @ k.transpose(-1, -2) / math.sqrt(q.shape[-1])
-        if isinstance(attn_bias, LowerTriangularMask):
-            lq, lk = scores.shape[-2:]
-            scores = scores.masked_fill(torch.ones(lq, lk, dtype=torch.bool).triu(1), float("-inf"))
-        elif attn_bias is not None:
-            scores = scores + attn_bias
-        return (torch.softmax(scores, -1) @ v).transpose(1, 2)
-
-    class LowerTriangularMask:
-        pass
-
-    ops = types.SimpleNamespace(memory_efficient_attention=memory_efficient_attention, LowerTriangularMask=LowerTriangularMask)
-    monkeypatch.setattr(attn, "_xformers_ops", lambda: ops)
-    monkeypatch.setattr(attn, "_on_cuda", lambda t: True)
-    return calls
+    return install_fake_xformers(monkeypatch, fail=fail)
 
 
 @pytest.mark.parametrize("causal", [False, True])

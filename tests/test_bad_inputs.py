@@ -24,15 +24,6 @@ from graftlm.vae import SentenceVAE, SentenceVAEConfig  # noqa: E402
 from fixtures.tiny_models import TEXTS, one_thread, paragraphs_batch, tiny_llama, tiny_vae  # noqa: E402,F401
 
 
-@pytest.fixture
-def fresh_accelerate_state():
-    from accelerate.state import AcceleratorState
-
-    AcceleratorState._reset_state(True)
-    yield
-    AcceleratorState._reset_state(True)
-
-
 def _sllm(backbone=None):
     return graft(backbone if backbone is not None else tiny_llama(), tiny_vae(), tokenizer=ByteTokenizer(), own_vocab=True)
 

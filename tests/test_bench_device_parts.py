@@ -3,9 +3,6 @@ path with a stand-in operator, as on a GPU without one)."""
 
 from __future__ import annotations
 
-import math
-import types
-
 import pytest
 import torch
 from transformers import OPTConfig, OPTForCausalLM
@@ -14,6 +11,8 @@ import graftlm.attention as attn
 from graftlm.bench import device_parts
 from graftlm.bench.models import Backbone
 from graftlm.tokenization import ByteTokenizer
+
+from fixtures.fake_xformers import install_fake_xformers
 
 
 @pytest.fixture(scope="module")
@@ -62,27 +61,7 @@ def test_attention_rows_without_xformers_say_why(backbone):
 
 
 def _stand_in_xformers(monkeypatch, fail: bool = False):
-    """An exact attention in xformers' layout (B, M, H, K), and CPU tensors treated as CUDA."""
-
-    class LowerTriangularMask:
-        pass
-
-    def memory_efficient_attention(q, k, v, attn_bias=None, p=0.0):
-        if fail:
-            raise NotImplementedError("No operator found for `memory_efficient_attention_forward`")
-        q, k, v = (t.transpose(1, 2) for t in (q, k, v))
-        scores = q @ k.transpose(-1, -2) / math.sqrt(q.shape[-1])
-        if isinstance(attn_bias, LowerTriangularMask):
-            lq, lk = scores.shape[-2:]
-            scores = scores.masked_fill(torch.ones(lq, lk, dtype=torch.bool).triu(1), float("-inf"))
-        elif attn_bias is not None:
-            scores = scores + attn_bias
-        return (torch.softmax(scores, -1) @ v).transpose(1, 2)
-
-    ops = types.SimpleNamespace(memory_efficient_attention=memory_efficient_attention,
-                                LowerTriangularMask=LowerTriangularMask)
-    monkeypatch.setattr(attn, "_xformers_ops", lambda: ops)
-    monkeypatch.setattr(attn, "_on_cuda", lambda t: True)
+    install_fake_xformers(monkeypatch, fail=fail)
     monkeypatch.setattr(device_parts, "xformers_status", lambda device: None)
 
 

@@ -12,13 +12,8 @@ from graftlm.training.recipes import load_recipe, smoke_config
 
 
 @pytest.fixture(autouse=True)
-def fresh_state():
-    from accelerate.state import AcceleratorState
-
+def _one_thread_fresh_accelerator(fresh_accelerate_state):
     torch.set_num_threads(1)
-    AcceleratorState._reset_state(True)
-    yield
-    AcceleratorState._reset_state(True)
 
 
 def _cfg(name: str, tmp_path, **changes):

@@ -5,14 +5,7 @@ import torch
 
 from graftlm.training.recipes import builtin_recipes, load_recipe, parse_overrides, smoke_config
 
-@pytest.fixture(autouse=True)
-def fresh_accelerate_state():
-    """Each in-process run builds its own Accelerator (accelerate keeps a process-wide singleton)."""
-    from accelerate.state import AcceleratorState
-
-    AcceleratorState._reset_state(True)
-    yield
-    AcceleratorState._reset_state(True)
+pytestmark = pytest.mark.usefixtures("fresh_accelerate_state")
 
 
 PAPER_ROWS = [f"svae-{h}-h{k}" for h in (768, 1024, 2048) for k in (1, 2, 4)] + \

@@ -9,13 +9,8 @@ from graftlm.cli import main
 
 
 @pytest.fixture(autouse=True)
-def fresh_accelerate_state():
-    from accelerate.state import AcceleratorState
-
+def _one_thread_fresh_accelerator(fresh_accelerate_state):
     torch.set_num_threads(1)
-    AcceleratorState._reset_state(True)
-    yield
-    AcceleratorState._reset_state(True)
 
 
 @pytest.fixture(scope="module")

@@ -18,13 +18,7 @@ from graftlm.training.trainer import Trainer  # noqa: E402
 TEXT = [f"Document {i}: some words, more words. The end of it {i}!" for i in range(60)]
 
 
-@pytest.fixture(autouse=True)
-def fresh_accelerate_state():
-    from accelerate.state import AcceleratorState
-
-    AcceleratorState._reset_state(True)
-    yield
-    AcceleratorState._reset_state(True)
+pytestmark = pytest.mark.usefixtures("fresh_accelerate_state")
 
 
 def _fit(tmp_path, name, **kw):
