@@ -4,7 +4,6 @@
 import math, torch, torch.nn.functional as F
 torch.set_num_threads(1)
 from graftlm.backbones import load_smollm2
-from graftlm.text import pydoc_topics_text
 from graftlm.training.data import read_corpus, is_heldout
 from graftlm.segmenter import RegexSegmenter, split_paragraph
 from graftlm.segmentation_rules import TokenCounter

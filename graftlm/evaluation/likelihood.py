@@ -12,7 +12,7 @@ total nats / ln 2 / UTF-8 bytes of the span: the one figure that compares differ
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Sequence
 
 import torch
@@ -31,7 +31,6 @@ class TextCost:
     term_correct: int = 0
     term_total: int = 0
     stop_hits: int = 0
-    per_text: list[float] = field(default_factory=list)
 
     def add(self, other: "TextCost") -> None:
         self.nats += other.nats
@@ -40,7 +39,6 @@ class TextCost:
         self.term_correct += other.term_correct
         self.term_total += other.term_total
         self.stop_hits += other.stop_hits
-        self.per_text += other.per_text
 
 
 @torch.no_grad()
@@ -70,8 +68,7 @@ def sllm_cost(sllm: Any, tokenizer: Any, texts: Sequence[str], segmenter: Any, *
         for b in range(sm.shape[0]):
             total.add(TextCost(nats=float(-lp[b].sum()), tokens=int(tm[b, 1:].sum()),
                                eos_nats=float(-(lp[b] * eos[b]).sum()), term_correct=int(correct[b].sum()),
-                               term_total=int(sm[b].sum()), stop_hits=int(stop_at_end[b]),
-                               per_text=[float(-lp[b].sum())]))
+                               term_total=int(sm[b].sum()), stop_hits=int(stop_at_end[b])))
     return total, segments
 
 
@@ -129,7 +126,7 @@ def backbone_cost(backbone: torch.nn.Module, tokenizer: Any, texts: Sequence[str
         for b in range(len(chunk)):
             nll = F.cross_entropy(logits[b, :-1].float(), ids[b, 1:].to(device), reduction="none").cpu()
             m = score[b, 1:]
-            total.add(TextCost(nats=float(nll[m].sum()), tokens=int(m.sum()), per_text=[float(nll[m].sum())]))
+            total.add(TextCost(nats=float(nll[m].sum()), tokens=int(m.sum())))
     return total
 
 
