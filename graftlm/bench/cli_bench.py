@@ -17,8 +17,9 @@ import torch
 
 from graftlm.bench import report, suite
 from graftlm.bench.models import ALL_BACKBONES, BACKBONES, build_backbone
+from graftlm.bench.peer_cli import check_peer_args
 
-PARTS = ("segments", "throughput", "breakdown", "kv", "long", "memory", "attention")
+PARTS = ("segments", "throughput", "peers", "breakdown", "kv", "long", "memory", "attention")
 METHODS = ("hf_generate", "lean_loop", "sllm")
 
 
@@ -63,6 +64,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
     p.add_argument("--attention", default="auto", choices=["auto", "sdpa", "xformers"],
                    help="SentenceVAE attention backend (xformers only on CUDA)")
+    p.add_argument("--peer-tokens", type=int, default=128, metavar="N",
+                   help="'peers' part: output tokens per prompt at batch 1 (default: 128)")
+    p.add_argument("--peer-sentence-lens", nargs="*", type=int, default=None, metavar="L",
+                   help="'peers' part: fixed sentence lengths of the SLLM-H1 rows (default: the measured mean)")
+    p.add_argument("--draft-model", nargs="*", default=[], metavar="PATH",
+                   help="'peers' part: draft models for HF assisted generation (local causal-LM folders or hub "
+                   "ids sharing the backbone's tokenizer)")
+    p.add_argument("--self-draft-layers", type=int, default=4, metavar="K",
+                   help="'peers' part: probe the backbone's first K layers as its own draft (0: off; default 4)")
+    p.add_argument("--trained", default=None, metavar="RUN",
+                   help="'peers' part: a finished `graftlm demo` run folder whose SentenceLLM is timed as trained "
+                   "(own sentence lengths, stop head on) beside its bits per byte; its backbone must be the one measured")
     p.add_argument("--max-minutes", type=float, default=None, metavar="M",
                    help="soft time limit: once M minutes have passed, the remaining parts and backbones are "
                    "skipped (noted in the report) and the report is written (default: none)")
@@ -107,6 +120,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         tokens_for = _parse_tokens_for(args.tokens_for)
         batch_tokens = _parse_batch_tokens(args.batch_tokens)
+        if "peers" in args.parts:
+            check_peer_args(args)
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -121,7 +136,7 @@ def run(args: argparse.Namespace) -> int:
         threads=args.threads, dtype=args.dtype, device=args.device, batches=args.batches + ([32] if args.batch32 else []),
         new_tokens=args.new_tokens, tokens_for=tokens_for, batch_tokens=batch_tokens, repeats=args.repeats, prompt_tokens=args.prompt_tokens,
         greedy=True, attention=args.attention, layers=args.layers, methods=args.methods, parts=args.parts),
-        "segments": [], "throughput": [], "breakdown": [], "kv": [], "long_context": [], "memory": [],
+        "segments": [], "throughput": [], "peers": [], "breakdown": [], "kv": [], "long_context": [], "memory": [],
         "attention": [], "notes": []}
     t0 = time.time()
 
@@ -221,6 +236,12 @@ def _measure_backbone(name: str, args: argparse.Namespace, dtype: torch.dtype, t
                 vae_layers=tuple(args.layers), repeats=1, prompt_tokens=args.prompt_tokens,
                 methods=tuple(args.methods), log=log)
             save()
+    if "peers" in args.parts and not over_time(f"{name} peers"):
+        from graftlm.bench.peer_cli import measure_peers
+
+        results.setdefault("peers", [])
+        results["peers"] += measure_peers(bb, args, sentence_len, results, log)
+        save()
     if "breakdown" in args.parts and "sllm" in args.methods and not over_time(f"{name} breakdown"):
         results["breakdown"] += suite.breakdown_rows(bb, sentence_len=sentence_len,
                                                      new_tokens=min(64, args.new_tokens), log=log)

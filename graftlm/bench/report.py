@@ -164,6 +164,13 @@ def write_markdown(results: dict[str, Any], path: str | Path) -> str:
     if results.get("throughput"):
         parts += ["## Throughput (output tokens/s, greedy, fixed output length)", "",
                   throughput_table(results["throughput"]), ""]
+    if results.get("peers"):
+        from graftlm.bench.peer_cli import peers_markdown
+
+        parts += ["## Batch 1 against what users try first (fixed output length)", "", peers_markdown(results["peers"])]
+        for name, t in (results.get("trained") or {}).items():
+            parts += [f"Trained model on {name}: `{t.get('run')}`: " + ", ".join(f"{k}={v}" for k, v in t.items()
+                                                                                  if k != "run"), ""]
     if results.get("breakdown"):
         parts += ["## Where SentenceLLM time goes (batch 1, forward hooks)", "",
                   _table(["backbone", "method", "part", "ms/output token", "time share", "MAC share"],
