@@ -197,9 +197,9 @@ def _sentence_len(name: str, bb: Any, args: argparse.Namespace, results: dict[st
         return args.sentence_len
     seg_rows = suite.measure_segments(name, bb.tokenizer, min_tokens=(None, 8, 16))
     results["segments"] += seg_rows
-    default = next(r for r in seg_rows if r["segmenter"] == "paper rule" and r["source"] == "pydoc")
+    default = next(r for r in seg_rows if r["segmenter"] == "default (semantic)" and r["source"] == "pydoc")
     sentence_len = args.sentence_len or max(1, round(default["mean"]))
-    log(f"{name}: mean segment length {default['mean']:.2f} tokens (pydoc, paper rule) -> L={sentence_len}")
+    log(f"{name}: mean segment length {default['mean']:.2f} tokens (pydoc, default semantic rule) -> L={sentence_len}")
     return sentence_len
 
 

@@ -67,7 +67,7 @@ def peers_markdown(rows: list[dict[str, Any]]) -> str:
     for mode in dict.fromkeys(r["mode"] for r in rows):
         mrows = [r for r in rows if r["mode"] == mode]
         best = {s: best_identical_peer(rows, s) for s in sources}
-        header = ["method"] + [f"{s}: tok/s (× HF generate)" for s in sources] + \
+        header = ["method"] + [f"{s}: tok/s (× HF generate: wall, CPU time)" for s in sources] + \
             (["× best identical peer"] if mode == "greedy" else []) + ["output = greedy?", "note"]
         lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
         for method in dict.fromkeys(r["method"] for r in mrows):
@@ -78,7 +78,8 @@ def peers_markdown(rows: list[dict[str, Any]]) -> str:
                     cells.append("–")
                     continue
                 tok = f" ({r['tokens']} tokens)" if method == "sllm trained" else ""
-                cells.append(f"{r['tokens_per_s']:.1f} ({r['speedup']:.2f}×){tok}")
+                cpu = f", CPU {r['cpu_speedup']:.2f}×" if r.get("cpu_speedup") is not None else ""
+                cells.append(f"{r['tokens_per_s']:.1f} ({r['speedup']:.2f}×{cpu}){tok}")
                 equal = "ref" if method == "hf_generate" else (r["equals_greedy"] if equal in (None, True) else equal)
                 note = r.get("note") or note
                 b = best.get(s)

@@ -76,12 +76,12 @@ def trained_quality(run_dir: str | Path) -> dict[str, Any]:
 
     state = json.loads((Path(run_dir) / "state.json").read_text())
     measure = state.get("phases", {}).get("measure") or {}
-    keys = ("sllm_bits_per_byte", "backbone_bits_per_byte", "sllm_steps")
+    keys = ("sllm_bits_per_byte", "backbone_bits_per_byte")
     out = {k: measure[k] for k in keys if k in measure}
-    sllm_phase = state.get("phases", {}).get("sllm") or {}
-    for k in ("steps", "steps_done", "planned_steps"):
-        if k in sllm_phase:
-            out[f"sllm_{k}"] = sllm_phase[k]
+    for phase in ("svae", "sllm"):  # how much training the model had
+        steps = (state.get("phases", {}).get(phase) or {}).get("steps")
+        if steps is not None:
+            out[f"{phase}_steps"] = steps
     return out
 
 
@@ -100,6 +100,8 @@ def _rows_of(timings: dict[str, Any], runners: dict[str, Any], *, backbone: str,
         rows.append(dict(backbone=backbone, source=source, mode=mode, batch=1, method=name, tokens=t.tokens,
                          tokens_per_s=t.tokens_per_s, seconds=t.seconds, spread=t.spread,
                          speedup=statistics.median(r / s for r, s in zip(ref_t.seconds, t.seconds)),
+                         cpu_seconds=t.cpu_seconds,
+                         cpu_speedup=statistics.median(r / s for r, s in zip(ref_t.cpu_seconds, t.cpu_seconds)),
                          equals_greedy=equal, note=notes.get(name, "")))
     return rows
 

@@ -87,7 +87,7 @@ def measure_segments(name: str, tokenizer: Any, sources: tuple[str, ...] = ("pyd
 
 
 def _seg_label(min_tokens: int | None) -> str:
-    return "paper rule" if min_tokens is None else f"min_tokens={min_tokens}"
+    return "default (semantic)" if min_tokens is None else f"min_tokens={min_tokens}"
 
 
 def throughput_rows(backbone: Backbone, *, batches: tuple[int, ...], new_tokens: int, sentence_len: int,
@@ -146,7 +146,7 @@ def kv_rows(backbone: Backbone, *, context_tokens: tuple[int, ...] = (1024, 4096
             segmenters: tuple[int | None, ...] = (None, 8, 16), sllm: Any = None,
             log: Log = print) -> list[dict[str, Any]]:
     """KV bytes per context token after prefilling real English text: backbone (up to its
-    position limit) and SentenceLLM with each segmenter setting (``None`` = paper rule, else
+    position limit) and SentenceLLM with each segmenter setting (``None`` = the default semantic rule, else
     ``min_tokens`` merging)."""
     tok = backbone.tokenizer
     limit = getattr(backbone.config, "max_position_embeddings", None)
