@@ -57,14 +57,16 @@ def make_data(n_segments: int, n_paragraphs: int, max_sentences: int) -> dict:
     return {"segments": segments[:n_segments], "paragraphs": paragraphs}
 
 
-def _median_step(step, batches: list, steps: int) -> float:
+def _median_step(step, batches: list, steps: int) -> list[float]:
+    """[wall, CPU] seconds per step, medians (CPU time: robust to other processes on a shared machine)."""
     step(batches[0])  # warm-up
-    times = []
+    wall, cpu = [], []
     for i in range(steps):
-        t0 = time.perf_counter()
+        c0, t0 = time.process_time(), time.perf_counter()
         step(batches[(i + 1) % len(batches)])
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+        wall.append(time.perf_counter() - t0)
+        cpu.append(time.process_time() - c0)
+    return [statistics.median(wall), statistics.median(cpu)]
 
 
 def _optim_step(model, loss, opt) -> None:
@@ -176,21 +178,29 @@ def theirs(data: dict, args: argparse.Namespace) -> dict:
 
 def report(res: dict, data: dict, args: argparse.Namespace) -> str:
     n_sent = statistics.mean(len(p) for p in data["paragraphs"])
-    lines = [f"threads {args.threads}, timed steps {args.steps} (median), {len(data['segments'])} segments "
+    b, k = args.svae_batch, args.sllm_batch
+    lines = [f"threads {args.threads}, {args.steps} timed steps (median), {len(data['segments'])} segments "
              f"(mean {statistics.mean(map(len, data['segments'])):.1f} tokens), {len(data['paragraphs'])} paragraphs "
-             f"(mean {n_sent:.1f} sentences), load average {os.getloadavg()[0]:.2f}",
-             "| side | SentenceVAE s/step (batch {}) | segments/s | SentenceLLM s/step, batch 1 | paragraphs/s (batch 1) | "
-             "SentenceLLM s/step, batch {} | paragraphs/s |".format(args.svae_batch, args.sllm_batch),
+             f"(mean {n_sent:.1f} sentences), load average now {os.getloadavg()[0]:.2f}; "
+             "each cell: per second of wall clock / of process CPU time",
+             f"| side | SentenceVAE segments/s (batch {b}) | SentenceVAE s/step | SentenceLLM paragraphs/s (batch 1) "
+             f"| SentenceLLM s/step (batch 1) | SentenceLLM paragraphs/s (batch {k}) | s/step (batch {k}) |",
              "|---|---:|---:|---:|---:|---:|---:|"]
+
+    def cells(step: list[float] | None, n: int) -> list[str]:
+        if not step:
+            return ["–", "–"]
+        return [f"{n / step[0]:.2f} / {n / step[1]:.2f}", f"{step[0]:.2f} / {step[1]:.2f}"]
+
     for side in ("authors", "graftlm"):
         r = res[side]
-        bb = r.get(f"sllm_step_s_b{args.sllm_batch}")
-        lines.append(f"| {side} | {r['svae_step_s']:.3f} | {args.svae_batch / r['svae_step_s']:.1f} | "
-                     f"{r['sllm_step_s_b1']:.3f} | {1 / r['sllm_step_s_b1']:.2f} | "
-                     + (f"{bb:.3f} | {args.sllm_batch / bb:.2f} |" if bb else "– | – |"))
+        row = cells(r["svae_step_s"], b) + cells(r["sllm_step_s_b1"], 1) + cells(r.get(f"sllm_step_s_b{k}"), k)
+        lines.append(f"| {side} | " + " | ".join(row) + " |")
     a, g = res["authors"], res["graftlm"]
-    lines.append(f"graftlm / authors: SentenceVAE segments/s ×{a['svae_step_s'] / g['svae_step_s']:.2f}, "
-                 f"SentenceLLM paragraphs/s at batch 1 ×{a['sllm_step_s_b1'] / g['sllm_step_s_b1']:.2f}")
+    lines.append("graftlm ÷ authors (wall / CPU time): SentenceVAE segments/s "
+                 f"×{a['svae_step_s'][0] / g['svae_step_s'][0]:.2f} / ×{a['svae_step_s'][1] / g['svae_step_s'][1]:.2f}, "
+                 f"SentenceLLM paragraphs/s at batch 1 ×{a['sllm_step_s_b1'][0] / g['sllm_step_s_b1'][0]:.2f} / "
+                 f"×{a['sllm_step_s_b1'][1] / g['sllm_step_s_b1'][1]:.2f}")
     return "\n".join(lines)
 
 

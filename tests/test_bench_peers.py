@@ -131,7 +131,7 @@ def test_negative_self_draft_layers_are_refused(tmp_path, capsys):
 @pytest.mark.slow
 def test_bench_peers_part_writes_its_table(tmp_path):
     out = tmp_path / "out"
-    code = cli_bench.run(_args("--backbones", "tiny-opt", "--parts", "peers", "--peer-tokens", "4",
+    code = cli_bench.run(_args("--backbones", "tiny-opt", "--parts", "peers", "--peer-backbones", "tiny-opt", "--peer-tokens", "4",
                                "--sentence-len", "2", "--self-draft-layers", "1", "--repeats", "1",
                                "--prompt-tokens", "16", "--threads", "1", "--out", str(out)))
     assert code == 0
@@ -139,3 +139,18 @@ def test_bench_peers_part_writes_its_table(tmp_path):
     assert {r["source"] for r in rows} >= {"pydoc"} and {r["mode"] for r in rows} == {"greedy", "sampled"}
     text = (out / "results.md").read_text()
     assert "prompt_lookup-10" in text and "× best identical peer" in text
+
+
+def _row(method, tps, equal, source="pydoc"):
+    return dict(backbone="b", source=source, mode="greedy", batch=1, method=method, tokens=64, tokens_per_s=tps,
+                speedup=tps / 10.0, cpu_speedup=tps / 10.0, equals_greedy=equal, note="")
+
+
+def test_peers_table_divides_the_sllm_by_the_fastest_identical_peer():
+    from graftlm.bench.peer_cli import peers_markdown
+
+    rows = [_row("hf_generate", 10.0, True), _row("prompt_lookup-10", 25.0, True),
+            _row("assisted:x", 40.0, False), _row("sllm-H1 L=8", 50.0, False)]
+    line = next(l for l in peers_markdown(rows).splitlines() if l.startswith("| sllm-H1 L=8"))
+    assert "2.00× prompt_lookup-10" in line  # 50 / 25: the faster assisted row is not output-identical
+    assert "| no |" in line

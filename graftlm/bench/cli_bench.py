@@ -64,6 +64,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
     p.add_argument("--attention", default="auto", choices=["auto", "sdpa", "xformers"],
                    help="SentenceVAE attention backend (xformers only on CUDA)")
+    p.add_argument("--peer-backbones", nargs="*", default=["smollm2-135m"], choices=list(ALL_BACKBONES),
+                   metavar="NAME", help="backbones for the 'peers' part (default: smollm2-135m)")
+    p.add_argument("--peer-modes", nargs="+", default=["greedy", "sampled"], choices=["greedy", "sampled"],
+                   help="'peers' part: decoding modes (default: greedy sampled; sampled = temperature 0.8, top-p 0.95)")
+    p.add_argument("--peer-sources", nargs="+", default=["pydoc", "kjv"], choices=["pydoc", "kjv"],
+                   help="'peers' part: prompt texts: technical docs (pydoc) and prose (KJV) (default: both)")
     p.add_argument("--peer-tokens", type=int, default=128, metavar="N",
                    help="'peers' part: output tokens per prompt at batch 1 (default: 128)")
     p.add_argument("--peer-sentence-lens", nargs="*", type=int, default=None, metavar="L",
@@ -236,7 +242,7 @@ def _measure_backbone(name: str, args: argparse.Namespace, dtype: torch.dtype, t
                 vae_layers=tuple(args.layers), repeats=1, prompt_tokens=args.prompt_tokens,
                 methods=tuple(args.methods), log=log)
             save()
-    if "peers" in args.parts and not over_time(f"{name} peers"):
+    if "peers" in args.parts and name in args.peer_backbones and not over_time(f"{name} peers"):
         from graftlm.bench.peer_cli import measure_peers
 
         results.setdefault("peers", [])

@@ -25,13 +25,18 @@ def check_peer_args(args: argparse.Namespace) -> None:
                              "give the folder `graftlm demo --out` wrote")
 
 
+def _run_backbone(run_dir: str) -> str:
+    """The bench name of a demo run's backbone ('smollm2' runs are SmolLM2-135M)."""
+    import json
+
+    model = json.loads((Path(run_dir) / "state.json").read_text()).get("settings", {}).get("model")
+    return "smollm2-135m" if model == "smollm2" else str(model)
+
+
 def _load_trained(run_dir: str, backbone: Backbone) -> tuple[Any, str]:
     from graftlm.demo.cli_generate import load_run_sllm
 
     sllm = load_run_sllm(run_dir).to(next(backbone.model.parameters()).dtype)
-    if sllm.vae.config.vocab_size != backbone.config.vocab_size:
-        raise ValueError(f"--trained {run_dir}: its vocabulary ({sllm.vae.config.vocab_size}) is not "
-                         f"{backbone.name}'s ({backbone.config.vocab_size}); measure it with its own backbone")
     q = trained_quality(run_dir)
     note = f"trained ({Path(run_dir).name}): own sentence lengths, stop head on"
     if q.get("sllm_bits_per_byte") is not None:
@@ -46,11 +51,15 @@ def measure_peers(bb: Backbone, args: argparse.Namespace, sentence_len: int, res
 
     drafts = {Path(p).name or p: load_draft(p) for p in args.draft_model}
     trained, note = (None, "")
-    if args.trained is not None:
+    if args.trained is not None and _run_backbone(args.trained) != bb.name:
+        results["notes"].append(f"--trained {args.trained} was trained on {_run_backbone(args.trained)}, "
+                                f"not {bb.name}: no trained row for {bb.name}")
+    elif args.trained is not None:
         trained, note = _load_trained(args.trained, bb)
         results.setdefault("trained", {})[bb.name] = {"run": str(args.trained), **trained_quality(args.trained)}
     lens = tuple(args.peer_sentence_lens) if args.peer_sentence_lens else (sentence_len,)
     return peer_rows(bb, new_tokens=args.peer_tokens, prompt_tokens=args.prompt_tokens, sentence_lens=lens,
+                     sources=tuple(args.peer_sources), modes=tuple(args.peer_modes),
                      drafts=drafts, self_draft_layers=args.self_draft_layers or None, trained=trained,
                      trained_note=note, repeats=args.repeats, log=log)
 
