@@ -12,27 +12,29 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
+from transformers.utils import ModelOutput
 
 from graftlm.losses import focal_loss
 from graftlm.plugins.adapter import BackboneAdapter
 
 
 @dataclass
-class SentenceLLMOutput:
-    """What `SentenceLLM.forward` returns.
+class SentenceLLMOutput(ModelOutput):
+    """What `SentenceLLM.forward` returns: a transformers `ModelOutput` (``out.loss``,
+    ``out["loss"]``, ``out[0]``; fields left None are not keys).
 
     ``token_logprobs`` / ``target_mask`` are (B, S, T+1): row [b, s] holds log p(target) of
     sentence s decoded from the hidden state at position s-1 (tokens then eos); slot s = 0 and
     slots without a preceding sentence are all-False in ``target_mask`` (and 0 in the log-probs).
     """
 
-    loss: torch.Tensor  # () decoder_loss + termination_weight · termination_loss
-    decoder_loss: torch.Tensor  # () the VAE decoder's loss (focal or CE) over all target tokens
-    termination_loss: torch.Tensor  # () focal loss over every real sentence position
-    token_logprobs: torch.Tensor  # (B, S, T+1) float32
-    target_mask: torch.Tensor  # (B, S, T+1) bool
-    hidden_states: torch.Tensor  # (B, S, d) body output (0-padding slots hold junk; mask them)
-    termination_logits: torch.Tensor  # (B, S, 2): index 1 = another sentence follows
+    loss: torch.Tensor | None = None  # () decoder_loss + termination_weight · termination_loss
+    decoder_loss: torch.Tensor | None = None  # () the VAE decoder's loss (focal or CE) over all target tokens
+    termination_loss: torch.Tensor | None = None  # () focal loss over every real sentence position
+    token_logprobs: torch.Tensor | None = None  # (B, S, T+1) float32
+    target_mask: torch.Tensor | None = None  # (B, S, T+1) bool
+    hidden_states: torch.Tensor | None = None  # (B, S, d) body output (0-padding slots hold junk; mask them)
+    termination_logits: torch.Tensor | None = None  # (B, S, 2): index 1 = another sentence follows
     distillation_loss: torch.Tensor | None = None  # () KL(teacher ‖ decoder) per token, when distilling
 
     @property

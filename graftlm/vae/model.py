@@ -20,6 +20,7 @@ from typing import Any
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from transformers.utils import ModelOutput
 
 from graftlm.losses import cross_entropy_loss, focal_loss
 from graftlm.vae.cache import DecoderCache, LayerCache
@@ -28,24 +29,33 @@ from graftlm.vae.layers import DecoderBlock, EncoderBlock, rope_tables, sinusoid
 
 
 @dataclass
-class DecodeOutput:
-    """Teacher-forced decoding. The output head runs only at the target positions
-    (``packed_logits``): padding positions, often most of a batch of sentences, cost nothing.
-    ``logits`` (B, L+1, V) is computed from ``hidden`` when first asked for."""
+class DecodeOutput(ModelOutput):
+    """Teacher-forced decoding, a transformers `ModelOutput` (``out.loss``, ``out["loss"]``,
+    ``out[0]``). The output head runs only at the target positions (``packed_logits``): padding
+    positions, often most of a batch of sentences, cost nothing. ``logits`` (B, L+1, V) is computed
+    from ``hidden`` when first asked for (a property, not a key)."""
 
-    loss: torch.Tensor  # () float: focal or CE, mean over target tokens
-    token_logprobs: torch.Tensor  # (B, L+1) float32, log p(target), 0 where target_mask is False
-    target_mask: torch.Tensor  # (B, L+1) bool: the real tokens and the eos after them
-    packed_logits: torch.Tensor  # (N, V): logits at target_mask's True positions, row-major
-    hidden: torch.Tensor = field(repr=False)  # (B, L+1, h) decoder states before the output head
-    head: Any = field(repr=False, default=None)  # the output head (hidden → logits)
+    loss: torch.Tensor | None = None  # () float: focal or CE, mean over target tokens
+    token_logprobs: torch.Tensor | None = None  # (B, L+1) float32, log p(target), 0 where target_mask is False
+    target_mask: torch.Tensor | None = None  # (B, L+1) bool: the real tokens and the eos after them
+    packed_logits: torch.Tensor | None = None  # (N, V): logits at target_mask's True positions, row-major
+    hidden: torch.Tensor | None = field(default=None, repr=False)  # (B, L+1, h) decoder states before the head
 
     @property
     def logits(self) -> torch.Tensor:
         """(B, L+1, V) logits at every position, padding included."""
         if "_logits" not in self.__dict__:
-            self.__dict__["_logits"] = self.head(self.hidden)
+            head = self.__dict__.get("_head")
+            if head is None or self.hidden is None:
+                raise AttributeError("logits: this output was rebuilt without the decoder head; use packed_logits, "
+                                     "or call the model again")
+            self.__dict__["_logits"] = head(self.hidden)
         return self.__dict__["_logits"]
+
+    def with_head(self, head: Any) -> "DecodeOutput":
+        """Attach the output head that `logits` applies (kept out of the keys: it is a module)."""
+        self.__dict__["_head"] = head
+        return self
 
 
 @dataclass
@@ -271,7 +281,7 @@ class SentenceVAE(nn.Module):
             loss = focal_loss(logprobs, target_mask, self.config.focal_gamma)
         else:
             loss = cross_entropy_loss(logprobs, target_mask)
-        return DecodeOutput(loss, logprobs, target_mask, packed, hidden, self.decoder.lm_head)
+        return DecodeOutput(loss, logprobs, target_mask, packed, hidden).with_head(self.decoder.lm_head)
 
     @staticmethod
     def _check_batch(vectors: torch.Tensor, ids: torch.Tensor) -> None:
@@ -284,7 +294,7 @@ class SentenceVAE(nn.Module):
         vectors = self.encode(input_ids, attention_mask)
         out = self.decode_loss(vectors, input_ids, attention_mask)
         return SentenceVAEOutput(out.loss, out.token_logprobs, out.target_mask, out.packed_logits, out.hidden,
-                                 out.head, vectors)
+                                 vectors).with_head(self.decoder.lm_head)
 
     # ---------------------------------------------------------------- generation
     def generate(self, sentence_vectors: torch.Tensor, max_new_tokens: int | None = None, **kwargs):
