@@ -54,30 +54,28 @@ def save_vae(vae: Any, directory: str | os.PathLike, *, share_with: str | os.Pat
     "linked", "copied" (no hard links here), "own" or "inline" (encoder and decoder differ)."""
     from safetensors.torch import save_file
 
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
+    from graftlm.atomic import atomic_folder
+    from graftlm.vae.checkpoint import OWNED
+
     state, shared = _state_without_shared(vae)
-    target = directory / SHARED_NAME
-    if target.exists():
-        target.unlink()
-    how = "inline"
-    if shared is not None:
-        source = Path(share_with) / SHARED_NAME if share_with is not None else None
-        if source is not None and source.is_file() and _same_tensor(source, shared):
-            try:
-                os.link(source, target)
-                how = "linked"
-            except OSError:
-                shutil.copyfile(source, target)
-                how = "copied"
-        else:
-            save_file({SHARED_TENSOR: shared}, str(target),
-                      metadata={"format": "pt", SHARED_TENSOR: ",".join(EMBEDDING_KEYS)})
-            how = "own"
-    vae.config.to_json_file(directory / "config.json")
-    tmp = directory / (WEIGHTS_NAME + ".tmp")
-    save_file(state, str(tmp), metadata={"format": "pt", "graftlm": "SentenceVAE"})
-    os.replace(tmp, directory / WEIGHTS_NAME)
+    with atomic_folder(directory, owned=OWNED) as tmp:
+        target = tmp / SHARED_NAME
+        how = "inline"
+        if shared is not None:
+            source = Path(share_with) / SHARED_NAME if share_with is not None else None
+            if source is not None and source.is_file() and _same_tensor(source, shared):
+                try:
+                    os.link(source, target)
+                    how = "linked"
+                except OSError:
+                    shutil.copyfile(source, target)
+                    how = "copied"
+            else:
+                save_file({SHARED_TENSOR: shared}, str(target),
+                          metadata={"format": "pt", SHARED_TENSOR: ",".join(EMBEDDING_KEYS)})
+                how = "own"
+        vae.config.to_json_file(tmp / "config.json")
+        save_file(state, str(tmp / WEIGHTS_NAME), metadata={"format": "pt", "graftlm": "SentenceVAE"})
     return how
 
 

@@ -7,11 +7,14 @@ No pickle is ever executed: safetensors for our files; theirs are read by `graft
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 from safetensors.torch import save_file
 
+from graftlm.atomic import atomic_folder, write_text
+from graftlm.hub import resolve_pretrained
+from graftlm.model_card import vae_card
 from graftlm.vae.config import SentenceVAEConfig
 
 if TYPE_CHECKING:
@@ -19,6 +22,9 @@ if TYPE_CHECKING:
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
+CARD_NAME = "README.md"
+SHARED_NAME = "shared.safetensors"  # optional: tensors stored once for several keys (graftlm.demo.storage)
+OWNED = (CONFIG_NAME, WEIGHTS_NAME, SHARED_NAME, CARD_NAME)  # a save replaces these, keeps other files
 TIED_KEY = "decoder.lm_head.weight"  # the same tensor as decoder.embedding.embed.weight when tied
 
 
@@ -29,13 +35,16 @@ def _expected_state(model: "SentenceVAE") -> dict[str, torch.Tensor]:
     return state
 
 
-def save_pretrained(model: "SentenceVAE", directory: str | Path) -> None:
-    """Write ``config.json`` and ``model.safetensors`` (a tied head is stored once)."""
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    model.config.to_json_file(directory / CONFIG_NAME)
+def save_pretrained(model: "SentenceVAE", directory: str | Path, *, model_card: dict[str, Any] | None = None) -> None:
+    """Write ``config.json``, ``model.safetensors`` (a tied head is stored once) and a ``README.md``
+    model card (``model_card``: optional ``data`` / ``evaluation`` / ``notes``, see
+    `graftlm.model_card`). Atomic: a save that fails midway leaves an earlier save in ``directory``
+    as it was."""
     state = {k: v.detach().contiguous().cpu() for k, v in _expected_state(model).items()}
-    save_file(state, str(directory / WEIGHTS_NAME), metadata={"format": "pt", "graftlm": "SentenceVAE"})
+    with atomic_folder(directory, owned=OWNED) as tmp:
+        model.config.to_json_file(tmp / CONFIG_NAME)
+        save_file(state, str(tmp / WEIGHTS_NAME), metadata={"format": "pt", "graftlm": "SentenceVAE"})
+        write_text(tmp / CARD_NAME, vae_card(model.config, model_card))
 
 
 def load_checked(model: "SentenceVAE", state: dict[str, torch.Tensor], source: str) -> None:
@@ -63,8 +72,11 @@ def load_checked(model: "SentenceVAE", state: dict[str, torch.Tensor], source: s
     model.load_state_dict(state, strict=False)  # strict=False only for the tied key, checked above
 
 
-def from_pretrained(cls, directory: str | Path, device=None, dtype: torch.dtype | None = None) -> "SentenceVAE":
-    directory = Path(directory)
+def from_pretrained(cls, name_or_path: str | Path, device=None, dtype: torch.dtype | None = None,
+                    **hub_kwargs: Any) -> "SentenceVAE":
+    """A folder written by `save_pretrained`, or a model-hub id (``hub_kwargs``: ``revision``,
+    ``cache_dir``, ``token``; offline, the local cache)."""
+    directory = resolve_pretrained(name_or_path, "SentenceVAE", **hub_kwargs)
     for name in (CONFIG_NAME, WEIGHTS_NAME):
         if not (directory / name).is_file():
             raise ValueError(f"{directory} has no {name}; expected a folder written by SentenceVAE.save_pretrained")
@@ -81,8 +93,6 @@ def from_pretrained(cls, directory: str | Path, device=None, dtype: torch.dtype 
     load_checked(model, state, str(directory / WEIGHTS_NAME))
     return model.to(device=device, dtype=dtype).eval()
 
-
-SHARED_NAME = "shared.safetensors"  # optional: tensors stored once for several keys (graftlm.demo.storage)
 
 
 def _metadata(path: Path) -> dict[str, str]:

@@ -22,6 +22,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from transformers.utils import ModelOutput
 
+from graftlm.hub import PushToHubMixin
 from graftlm.losses import cross_entropy_loss, focal_loss
 from graftlm.vae.cache import DecoderCache, LayerCache
 from graftlm.vae.config import SentenceVAEConfig
@@ -160,7 +161,7 @@ class SentenceDecoder(nn.Module):
         return self.lm_head(x) if head else x
 
 
-class SentenceVAE(nn.Module):
+class SentenceVAE(PushToHubMixin, nn.Module):
     """Encoder + decoder; see the module docstring for the data path and shapes."""
 
     def __init__(self, config: SentenceVAEConfig) -> None:
@@ -322,16 +323,19 @@ class SentenceVAE(nn.Module):
         for part in (self.encoder, self.decoder):
             part.embedding.embed.weight.copy_(weight)
 
-    def save_pretrained(self, directory: str | Path) -> None:
+    def save_pretrained(self, directory: str | Path, *, model_card: dict[str, Any] | None = None) -> None:
+        """``config.json`` + ``model.safetensors`` + ``README.md``, atomically (`graftlm.vae.checkpoint`)."""
         from graftlm.vae.checkpoint import save_pretrained
 
-        save_pretrained(self, directory)
+        save_pretrained(self, directory, model_card=model_card)
 
     @classmethod
-    def from_pretrained(cls, directory: str | Path, device=None, dtype: torch.dtype | None = None) -> "SentenceVAE":
+    def from_pretrained(cls, name_or_path: str | Path, device=None, dtype: torch.dtype | None = None,
+                        **hub_kwargs: Any) -> "SentenceVAE":
+        """A `save_pretrained` folder or a model-hub id (``revision``, ``cache_dir``, ``token``)."""
         from graftlm.vae.checkpoint import from_pretrained
 
-        return from_pretrained(cls, directory, device=device, dtype=dtype)
+        return from_pretrained(cls, name_or_path, device=device, dtype=dtype, **hub_kwargs)
 
     @classmethod
     def from_official(cls, path: str | Path, config: Any, *, use_ema: bool | None = None,
