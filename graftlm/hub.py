@@ -58,6 +58,10 @@ def check_pretrained(name: str, what: str, key: str | None = None) -> None:
         )
 
 
+class MissingFolder(FileNotFoundError, ValueError):
+    """A local model folder that does not exist (both: callers catch either)."""
+
+
 def resolve_pretrained(name_or_path: str | os.PathLike, what: str, *, revision: str | None = None,
                        cache_dir: str | os.PathLike | None = None, token: str | bool | None = None) -> Path:
     """A local folder as is, or a model-hub id downloaded (or, offline, found in the local cache) with
@@ -72,7 +76,8 @@ def resolve_pretrained(name_or_path: str | os.PathLike, what: str, *, revision: 
     if path.exists():
         raise ValueError(f"{what}: {name} is a file; pass the folder save_pretrained wrote")
     if _looks_like_path(name):
-        raise ValueError(f"{what} folder {name!r} does not exist; check the spelling (absolute path: {path.absolute()})")
+        raise MissingFolder(f"{what} folder {name!r} does not exist (expected a folder written by save_pretrained); "
+                            f"check the spelling (absolute path: {path.absolute()})")
     try:
         validate_repo_id(name)
     except HFValidationError as err:

@@ -224,6 +224,7 @@ def generate(
     segmenter: Any = None,
     return_dict: bool = False,
     output_hidden_states: bool = False,
+    streamer: Any = None,
     **sampling: Any,
 ) -> list[str] | SentenceGenerationOutput:
     """Continue a batch of prompts sentence by sentence.
@@ -236,7 +237,9 @@ def generate(
     ``max_tokens_per_sentence`` (VAE decode budget). A row stops when the termination head says
     stop (unless ``ignore_stop=True``, for fixed-length benchmarks), at a limit, or when the VAE
     decodes an empty sentence. ``sampling``: do_sample, temperature, top_k, top_p, use_cache,
-    ignore_eos, generator — forwarded to ``vae.generate``.
+    ignore_eos, generator — forwarded to ``vae.generate``. ``streamer``: any transformers streamer
+    (``put`` / ``end``, e.g. ``TextIteratorStreamer``); as in transformers it gets the prompt's token
+    ids first, then each new sentence's ids as it is decoded, then ``end()``; batch size 1 only.
 
     Returns the new text of each row (list[str]), or with ``return_dict=True`` a
     `SentenceGenerationOutput` (token ids always; texts when a tokenizer is known).
@@ -250,13 +253,19 @@ def generate(
         sllm, batch, max_sentences=max_sentences, max_new_sentences=max_new_sentences,
         max_new_tokens=max_new_tokens, max_tokens=max_tokens, ignore_stop=ignore_stop, sampling=sampling,
     )
+    if streamer is not None:
+        _start_stream(streamer, batch)
     hiddens = [next(steps)]
     ids_list, mask_list = [], []
     for new_ids, mask, _, h in steps:
         ids_list.append(new_ids)
         mask_list.append(mask)
+        if streamer is not None and int(mask[0].sum()):
+            streamer.put(new_ids[0, : int(mask[0].sum())].cpu())
         if output_hidden_states:
             hiddens.append(h)
+    if streamer is not None:
+        streamer.end()
     B = batch.sentence_mask.shape[0]
     token_ids: list[list[list[int]]] = [[] for _ in range(B)]
     if ids_list:
@@ -280,6 +289,18 @@ def generate(
         num_new_sentences=[len(rows) for rows in token_ids],
         hidden_states=torch.stack(hiddens, 1) if output_hidden_states else None,
     )
+
+
+def _start_stream(streamer: Any, batch: Any) -> None:
+    """Refuse what a transformers streamer cannot take, then hand it the prompt's ids (streamers
+    with ``skip_prompt=True`` drop that first call, as in transformers)."""
+    if not callable(getattr(streamer, "put", None)) or not callable(getattr(streamer, "end", None)):
+        raise TypeError(f"streamer must have put() and end() like transformers' streamers, got {type(streamer).__name__}")
+    rows = batch.sentence_mask.shape[0]
+    if rows != 1:
+        raise ValueError(f"streamer= supports one prompt at a time (batch size 1), got {rows}; stream each prompt "
+                         "separately, or use SentenceLLM.stream for a batch")
+    streamer.put(batch.input_ids[0][batch.token_mask[0].bool()].cpu())
 
 
 def stream(

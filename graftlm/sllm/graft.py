@@ -197,6 +197,8 @@ def graft(
     rollback = _Rollback(model)
     try:
         body = adapter.strip(model)
+        # where the body sits in the causal LM: LoRA is saved under these names, as peft names it
+        backbone_info["body_prefix"] = next((n for n, m in model.named_modules() if m is body), None)
         mark_grafted(model)
         mark_grafted(body)
         if lora is not None:

@@ -3,8 +3,14 @@
 Layout of a directory:
     sllm_config.json     adapter, backbone info (reference and/or config), graft options
     sllm.safetensors     projections, termination head and body weights (see save_backbone)
+    adapter_config.json  with LoRA: peft's own format, so ``PeftModel.from_pretrained(backbone, dir)``
+    adapter_model.safetensors   reads the LoRA weights (keys named as in the whole causal LM)
     vae/                 SentenceVAE.save_pretrained
     tokenizer/           the tokenizer's own save_pretrained, when it has one
+    README.md            model card
+
+Saves are atomic (`graftlm.atomic`): a save that fails midway leaves the earlier one as it was.
+Folders written before LoRA moved to peft's format (LoRA inside ``sllm.safetensors``) still load.
 """
 
 from __future__ import annotations
@@ -12,17 +18,46 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import json
+import re
 from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors.torch import save_file
 
+from graftlm.atomic import atomic_folder, write_text
+from graftlm.hub import resolve_pretrained
+from graftlm.model_card import sllm_card
 from graftlm.sllm.model import SentenceLLM
 
 CONFIG_NAME = "sllm_config.json"
 WEIGHTS_NAME = "sllm.safetensors"
 FORMAT = "graftlm-sentence-llm"
 SAVE_MODES = ("reference", "weights")
+ADAPTER_CONFIG = "adapter_config.json"
+ADAPTER_WEIGHTS = "adapter_model.safetensors"
+OWNED = (CONFIG_NAME, WEIGHTS_NAME, ADAPTER_CONFIG, ADAPTER_WEIGHTS, "vae", "tokenizer", "README.md")
+_OUR_ADAPTER = re.compile(r"\.(lora_[A-Za-z_]+)\.default(?=\.|$)")  # peft's in-memory names carry the adapter name
+_PEFT_ADAPTER = re.compile(r"\.(lora_[A-Za-z_]+)(?=\.|$)")
+
+
+def _is_lora(name: str) -> bool:
+    return name.startswith("body.") and ".lora_" in name
+
+
+def _peft_key(name: str, prefix: str | None) -> str:
+    """``body.layers.0.q_proj.lora_A.default.weight`` → ``base_model.model.<prefix>.layers.0.q_proj.lora_A.weight``."""
+    inner = _OUR_ADAPTER.sub(r".\1", name.removeprefix("body."))
+    return "base_model.model." + (f"{prefix}." if prefix else "") + inner
+
+
+def _our_key(key: str, prefix: str | None, source: Path) -> str:
+    inner = key.removeprefix("base_model.model.")
+    lead = f"{prefix}." if prefix else ""
+    if not key.startswith("base_model.model.") or not inner.startswith(lead):
+        raise ValueError(f"{source}: LoRA key {key!r} is not under base_model.model.{lead}… (the backbone body); "
+                         "was this adapter trained on a different backbone architecture?")
+    return "body." + _PEFT_ADAPTER.sub(r".\1.default", inner.removeprefix(lead))
 
 
 def _json_default(value: Any) -> Any:
@@ -41,7 +76,8 @@ def _tokenizer_kind(tokenizer: Any) -> str | None:
     return "saved" if hasattr(tokenizer, "save_pretrained") else None
 
 
-def save_pretrained(sllm: SentenceLLM, directory: str | Path, save_backbone: str = "reference") -> None:
+def save_pretrained(sllm: SentenceLLM, directory: str | Path, save_backbone: str = "reference", *,
+                    model_card: dict[str, Any] | None = None) -> None:
     """Save ``sllm`` to ``directory``.
 
     ``save_backbone="weights"``: every body weight is written (self-contained; the backbone is
@@ -50,28 +86,24 @@ def save_pretrained(sllm: SentenceLLM, directory: str | Path, save_backbone: str
     ``graftlm.backbones:load_smollm2``); only body parameters that train (requires_grad: LoRA,
     unfrozen layers) are written on top.
     """
-    from safetensors.torch import save_file
-
     if save_backbone not in SAVE_MODES:
         raise ValueError(f"save_backbone must be one of {SAVE_MODES}, got {save_backbone!r}")
     reference = sllm.backbone_info.get("reference")
     if save_backbone == "reference" and not reference:
         raise ValueError("the backbone has no known source (config._name_or_path is empty); use save_backbone='weights'")
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
     trainable = {name for name, p in sllm.named_parameters() if p.requires_grad}
-    tensors = {}
+    tensors, lora = {}, {}
+    prefix = sllm.backbone_info.get("body_prefix")
     for name, tensor in sllm.state_dict().items():
         if name.startswith("vae."):
+            continue
+        if _is_lora(name):
+            lora[_peft_key(name, prefix)] = tensor.detach().to("cpu").contiguous()
             continue
         if name.startswith("body.") and save_backbone == "reference" and name not in trainable:
             continue
         tensors[name] = tensor.detach().to("cpu").contiguous()
-    save_file(tensors, str(directory / WEIGHTS_NAME), metadata={"format": FORMAT})
-    sllm.vae.save_pretrained(directory / "vae")
     kind = _tokenizer_kind(sllm.tokenizer)
-    if kind == "saved":
-        sllm.tokenizer.save_pretrained(str(directory / "tokenizer"))
     config = {
         "format": FORMAT,
         "version": 1,
@@ -86,7 +118,29 @@ def save_pretrained(sllm: SentenceLLM, directory: str | Path, save_backbone: str
         "dtype": str(next(sllm.body.parameters()).dtype).removeprefix("torch."),
         "tokenizer": kind,
     }
-    (directory / CONFIG_NAME).write_text(json.dumps(config, indent=2, default=_json_default))
+    with atomic_folder(directory, owned=OWNED) as tmp:
+        save_file(tensors, str(tmp / WEIGHTS_NAME), metadata={"format": FORMAT})
+        if lora:
+            lora_config = _lora_config(sllm.graft_options.get("lora"))
+            lora_config.base_model_name_or_path = reference if reference and ":" not in reference else None
+            lora_config.save_pretrained(str(tmp))
+            save_file(lora, str(tmp / ADAPTER_WEIGHTS), metadata={"format": "pt"})
+        sllm.vae.save_pretrained(tmp / "vae")
+        if kind == "saved":
+            sllm.tokenizer.save_pretrained(str(tmp / "tokenizer"))
+        (tmp / CONFIG_NAME).write_text(json.dumps(config, indent=2, default=_json_default))
+        write_text(tmp / "README.md", sllm_card(backbone=reference, adapter=sllm.adapter.name,
+                                                vae_config=sllm.vae.config, graft=sllm.graft_options, info=model_card))
+
+
+def _read_lora(directory: Path, prefix: str | None) -> dict[str, torch.Tensor]:
+    """The peft-format LoRA weights of ``directory`` under our names ({} without an adapter file)."""
+    from graftlm.safetensors_io import read_safetensors
+
+    if not (directory / ADAPTER_WEIGHTS).is_file():
+        return {}
+    state = read_safetensors(directory / ADAPTER_WEIGHTS, "LoRA adapter weights")
+    return {_our_key(k, prefix, directory / ADAPTER_WEIGHTS): v for k, v in state.items()}
 
 
 def _load_reference(reference: str) -> Any:
@@ -205,9 +259,11 @@ def _check_state(sllm: SentenceLLM, state: dict[str, torch.Tensor], config: dict
                          + " (a different backbone, VAE or LoRA config than the one saved?)")
 
 
-def load(directory: str | Path, *, backbone: Any = None, device: str | torch.device | None = None) -> SentenceLLM:
+def load(directory: str | Path, *, backbone: Any = None, device: str | torch.device | None = None,
+         **hub_kwargs: Any) -> SentenceLLM:
     """Load a SentenceLLM saved with `SentenceLLM.save_pretrained`.
 
+    ``directory``: a folder or a model-hub id (``hub_kwargs``: ``revision``, ``cache_dir``, ``token``).
     ``backbone``: a fresh causal LM to graft instead of re-loading the saved reference.
     Every file is checked (config fields, safetensors integrity, widths and shapes) and an error
     names the file and the problem; nothing is unpickled.
@@ -217,7 +273,7 @@ def load(directory: str | Path, *, backbone: Any = None, device: str | torch.dev
     from graftlm.sllm.graft import graft
     from graftlm.vae import SentenceVAE
 
-    directory = Path(directory)
+    directory = resolve_pretrained(directory, "SentenceLLM", **hub_kwargs)
     path = directory / CONFIG_NAME
     config = read_config(path)
     adapters = {e.adapter.name: e.adapter for e in list_adapters()}
@@ -225,6 +281,10 @@ def load(directory: str | Path, *, backbone: Any = None, device: str | torch.dev
     if adapter is None:
         raise ValueError(f"{path}: adapter {config['adapter']!r} is not registered (installed adapters: {sorted(adapters)})")
     state = read_safetensors(directory / WEIGHTS_NAME, "SentenceLLM weights")
+    state.update(_read_lora(directory, config["backbone"].get("body_prefix")))
+    if config["graft"].get("lora") and not any(_is_lora(k) for k in state):
+        raise ValueError(f"{path} was saved with LoRA, but neither {ADAPTER_WEIGHTS} nor {WEIGHTS_NAME} holds LoRA "
+                         "weights: the folder is incomplete; re-save the model")
     vae = SentenceVAE.from_pretrained(directory / "vae")
     info = config["backbone"]
     if backbone is None:

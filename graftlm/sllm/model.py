@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 from transformers.utils import ModelOutput
 
+from graftlm.hub import PushToHubMixin
 from graftlm.losses import focal_loss
 from graftlm.plugins.adapter import BackboneAdapter
 
@@ -68,7 +69,7 @@ def sentence_positions(sentence_mask: torch.Tensor) -> torch.Tensor:
     return (sentence_mask.long().cumsum(1) - 1).clamp_min(0)
 
 
-class SentenceLLM(nn.Module):
+class SentenceLLM(PushToHubMixin, nn.Module):
     """A decoder-only LLM that reads and writes whole sentences (see module docstring)."""
 
     def __init__(
@@ -261,15 +262,18 @@ class SentenceLLM(nn.Module):
 
         return stream(self, prompts, tokenizer, **kwargs)
 
-    def save_pretrained(self, directory: Any, save_backbone: str = "reference") -> None:
-        """Write config JSON + safetensors; see `graftlm.sllm.io.save_pretrained`."""
+    def save_pretrained(self, directory: Any, save_backbone: str = "reference", *,
+                        model_card: dict[str, Any] | None = None) -> None:
+        """Write config JSON + safetensors (LoRA in peft's format) + model card, atomically; see
+        `graftlm.sllm.io.save_pretrained`."""
         from graftlm.sllm.io import save_pretrained
 
-        save_pretrained(self, directory, save_backbone=save_backbone)
+        save_pretrained(self, directory, save_backbone=save_backbone, model_card=model_card)
 
     @classmethod
     def from_pretrained(cls, directory: Any, **kwargs: Any) -> "SentenceLLM":
-        """Load what `save_pretrained` wrote; same as `graftlm.load` (``backbone=``, ``device=``)."""
+        """Load what `save_pretrained` wrote, from a folder or a model-hub id; same as `graftlm.load`
+        (``backbone=``, ``device=``, ``revision=``, ``cache_dir=``, ``token=``)."""
         from graftlm.sllm.io import load
 
         return load(directory, **kwargs)
