@@ -70,7 +70,7 @@ def command_start(env: dict[str, str], now_perf: float, now_epoch: float) -> tup
 
 def settings_from_args(args: argparse.Namespace) -> DemoSettings:
     given = {k: getattr(args, k) for k in RUN_OPTIONS if getattr(args, k, None) is not None}
-    return DemoSettings(**given).validate()
+    return DemoSettings.from_dict(given)
 
 
 def _open_or_create(args: argparse.Namespace):

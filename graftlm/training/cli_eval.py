@@ -38,8 +38,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def evaluate_run(run_dir: str | Path, *, checkpoint: str | Path | None = None, raw: bool = False,
                  overrides: list[str] | None = None, examples: int = 12, generate: bool = False,
                  texts: int | None = None, prompts: int = 10, new_tokens: int = 64) -> dict:
-    import dataclasses
-
     import torch
     import yaml
     from graftlm.safetensors_io import read_safetensors
@@ -62,9 +60,9 @@ def evaluate_run(run_dir: str | Path, *, checkpoint: str | Path | None = None, r
         raise ValueError(f"{recipe} does not exist: is {run_dir} a graftlm run folder?")
     data = yaml.safe_load(recipe.read_text())
     check_keys(data, str(recipe))
-    cfg = dataclasses.replace(TrainConfig(**data), **parse_overrides(overrides)).validate()
+    cfg = TrainConfig.from_dict(data).replace(**parse_overrides(overrides))
     if texts:
-        cfg = dataclasses.replace(cfg, eval_size=texts)
+        cfg = cfg.replace(eval_size=texts)
     path = Path(checkpoint) if checkpoint else ckpt.latest_checkpoint(run_dir)
     if path is None:
         raise ValueError(f"{run_dir} has no complete checkpoint yet")

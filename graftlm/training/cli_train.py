@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import sys
 
@@ -33,7 +32,7 @@ def run(args: argparse.Namespace) -> int:
         if args.smoke:  # tiny sizes first, then the user's --set values win again
             cfg = smoke_config(cfg)
             cfg.output_dir = "runs/smoke-{name}"
-            cfg = dataclasses.replace(cfg, **parse_overrides(args.overrides)).validate()
+            cfg = cfg.replace(**parse_overrides(args.overrides))
         result = train(cfg, resume=args.resume)
     except TrainingDiverged as err:
         print(f"error: training diverged: {err}", file=sys.stderr)
