@@ -20,15 +20,17 @@ import importlib
 import json
 import re
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import torch
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from safetensors.torch import save_file
 
 from graftlm.atomic import atomic_folder, write_text
 from graftlm.hub import resolve_pretrained
 from graftlm.model_card import sllm_card
 from graftlm.sllm.model import SentenceLLM
+from graftlm.validation import readable_error
 
 CONFIG_NAME = "sllm_config.json"
 WEIGHTS_NAME = "sllm.safetensors"
@@ -181,19 +183,39 @@ def _lora_config(options: dict[str, Any]) -> Any:
     return LoraConfig(**{k: v for k, v in options.items() if k in names})
 
 
-# field -> (required, check); `version` and the sizes are informative
-_FIELDS: dict[str, bool] = {
-    "format": True, "version": False, "adapter": True, "save_backbone": True, "backbone": True, "graft": True,
-    "termination_gamma": True, "termination_weight": True, "vae_hidden_size": False, "body_hidden_size": False,
-    "dtype": False, "tokenizer": False,
-}
 DTYPES = ("float32", "float16", "bfloat16", "float64")
 
 
-def read_config(path: Path) -> dict[str, Any]:
-    """``sllm_config.json``, checked: valid JSON, our format, every required field, no unknown one."""
-    import difflib
+class SavedConfig(BaseModel):
+    """``sllm_config.json``: every field, its type and allowed values (`version` and the sizes are
+    informative). Unknown fields are refused, naming the closest known one."""
 
+    model_config = ConfigDict(extra="forbid")
+
+    format: Literal["graftlm-sentence-llm"]
+    version: int = 1
+    adapter: str
+    save_backbone: Literal["reference", "weights"]
+    backbone: dict[str, Any]
+    graft: dict[str, Any]
+    termination_gamma: Annotated[float, Field(strict=True, allow_inf_nan=False)]
+    termination_weight: Annotated[float, Field(strict=True, allow_inf_nan=False)]
+    vae_hidden_size: int | None = None
+    body_hidden_size: int | None = None
+    dtype: Literal["float32", "float16", "bfloat16", "float64"] = "float32"
+    tokenizer: Literal["byte", "saved"] | None = None
+
+    @model_validator(mode="after")
+    def _backbone_source(self) -> "SavedConfig":
+        if self.save_backbone == "weights" and not isinstance(self.backbone.get("config"), dict):
+            raise ValueError("field 'backbone.config' is missing, but save_backbone='weights' rebuilds the backbone from it")
+        if self.save_backbone == "reference" and not self.backbone.get("reference"):
+            raise ValueError("field 'backbone.reference' is empty; pass backbone=... to load()")
+        return self
+
+
+def read_config(path: Path) -> dict[str, Any]:
+    """``sllm_config.json``, checked (`SavedConfig`): valid JSON, our format, every required field, no unknown one."""
     if not path.is_file():
         raise FileNotFoundError(f"{path} not found: not a directory written by SentenceLLM.save_pretrained")
     try:
@@ -204,29 +226,15 @@ def read_config(path: Path) -> dict[str, Any]:
         raise ValueError(f"{path} must hold a JSON object, got {type(config).__name__}")
     if config.get("format") != FORMAT:
         raise ValueError(f"{path} is not a graftlm SentenceLLM config (format={config.get('format')!r}, expected {FORMAT!r})")
-    missing = [k for k, required in _FIELDS.items() if required and k not in config]
-    if missing:
-        raise ValueError(f"{path} lacks the field(s) {missing}; it was not written by SentenceLLM.save_pretrained or was edited")
-    for key in config:
-        if key not in _FIELDS:
-            close = difflib.get_close_matches(key, _FIELDS, n=2)
-            hint = f"; did you mean {' or '.join(map(repr, close))}?" if close else f"; known fields: {', '.join(_FIELDS)}"
-            raise ValueError(f"{path} has an unknown field {key!r}{hint}")
-    if config["save_backbone"] not in SAVE_MODES:
-        raise ValueError(f"{path}: field 'save_backbone' is {config['save_backbone']!r}; expected one of {SAVE_MODES}")
-    if config.get("dtype", "float32") not in DTYPES:
-        raise ValueError(f"{path}: field 'dtype' is {config.get('dtype')!r}; expected one of {', '.join(DTYPES)}")
-    for key in ("backbone", "graft"):
-        if not isinstance(config[key], dict):
-            raise ValueError(f"{path}: field {key!r} must be a JSON object, got {type(config[key]).__name__}")
-    if config["save_backbone"] == "weights" and not isinstance(config["backbone"].get("config"), dict):
-        raise ValueError(f"{path}: field 'backbone.config' is missing, but save_backbone='weights' rebuilds the backbone from it")
-    if config["save_backbone"] == "reference" and not config["backbone"].get("reference"):
-        raise ValueError(f"{path}: field 'backbone.reference' is empty; pass backbone=... to load()")
-    for key in ("termination_gamma", "termination_weight"):
-        if isinstance(config[key], bool) or not isinstance(config[key], (int, float)):
-            raise ValueError(f"{path}: field {key!r} must be a number, got {config[key]!r}")
-    return config
+    try:
+        return SavedConfig(**config).model_dump()
+    except ValidationError as err:
+        missing = [str(e["loc"][0]) for e in err.errors() if e["type"] == "missing"]
+        if missing:
+            raise ValueError(f"{path} lacks the field(s) {missing}; it was not written by SentenceLLM.save_pretrained "
+                             "or was edited") from None
+        problem = readable_error(err, lambda key: f"field {key!r}", unknown="field", known=SavedConfig.model_fields)
+        raise ValueError(f"{path}: {problem}") from None
 
 
 def _check_width(backbone: Any, adapter: Any, config: dict[str, Any], path: Path) -> None:
