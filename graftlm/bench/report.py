@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from graftlm.atomic import write_text
 
 
 def load_average() -> list[float] | None:
@@ -53,7 +54,7 @@ def machine_info() -> dict[str, Any]:
 
 
 def save_json(results: dict[str, Any], path: str | Path) -> None:
-    Path(path).write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
+    write_text(path, json.dumps(results, indent=2, sort_keys=True) + "\n")
 
 
 def _fmt(x: Any, digits: int = 2) -> str:
@@ -181,7 +182,7 @@ def write_markdown(results: dict[str, Any], path: str | Path) -> str:
     if results.get("notes"):
         parts += ["## Notes", ""] + [f"- {n}" for n in results["notes"]] + [""]
     text = "\n".join(parts)
-    Path(path).write_text(text)
+    write_text(path, text)
     return text
 
 

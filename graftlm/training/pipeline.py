@@ -21,6 +21,7 @@ from graftlm.training.evaluate import evaluate_sllm, evaluate_svae, heldout_text
 from graftlm.training.models import Built, build
 from graftlm.training.recipes import TrainConfig
 from graftlm.training.trainer import Trainer, TrainResult
+from graftlm.atomic import write_text
 
 
 def corpus_source(cfg: TrainConfig) -> Any:
@@ -82,12 +83,12 @@ def evaluate(cfg: TrainConfig, built: Built, model: torch.nn.Module, examples: l
 
 
 def write_eval(run_dir: Path, result: dict[str, Any]) -> None:
-    (run_dir / "eval.json").write_text(json.dumps(result, indent=1))
+    write_text(run_dir / "eval.json", json.dumps(result, indent=1))
     lines = [f"# Evaluation of {run_dir}", ""]
     lines += [f"- {k}: {v:.4f}" if isinstance(v, float) else f"- {k}: {v}" for k, v in result.items() if k != "examples"]
     if result.get("examples"):
         lines += ["", reconstruction_table(result["examples"])]
-    (run_dir / "eval.md").write_text("\n".join(lines) + "\n")
+    write_text(run_dir / "eval.md", "\n".join(lines) + "\n")
 
 
 def export(built: Built) -> Callable[[torch.nn.Module, Path], None]:
