@@ -16,13 +16,13 @@ from typing import Any, Callable, Iterable
 from pydantic import ValidationError
 
 
-def did_you_mean(key: str, known: Iterable[str], *, n: int = 3) -> str:
-    """``"; did you mean 'a' or 'b'?"`` for close matches of ``key``, else ``"; known keys: …"``."""
+def did_you_mean(key: str, known: Iterable[str], *, n: int = 3, label: str = "known keys") -> str:
+    """``"; did you mean 'a' or 'b'?"`` for close matches of ``key``, else ``"; {label}: …"``."""
     known = sorted(str(k) for k in known)
     close = difflib.get_close_matches(str(key), known, n=n, cutoff=0.6)
     if close:
         return f"; did you mean {' or '.join(repr(c) for c in close)}?"
-    return f"; known keys: {', '.join(known)}"
+    return f"; {label}: {', '.join(known) or 'none'}"
 
 
 def check_known_keys(keys: Iterable[Any], known: Iterable[str], what: str) -> None:

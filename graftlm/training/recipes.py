@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import codecs
 import dataclasses
-import difflib
 import os
 from importlib import resources
 from pathlib import Path
@@ -202,9 +201,7 @@ def resolve_recipe(name_or_path: str) -> Path:
     known = builtin_recipes()
     if name_or_path in known:
         return known[name_or_path]
-    close = difflib.get_close_matches(name_or_path, known, n=3, cutoff=0.5)
-    hint = f"did you mean {', '.join(close)}?" if close else f"known recipes: {', '.join(known) or 'none'}"
-    raise ValueError(f"no recipe named {name_or_path!r}: {hint}")
+    raise ValueError(f"no recipe named {name_or_path!r}{did_you_mean(name_or_path, known, label='known recipes')}")
 
 
 def load_recipe(name_or_path: str | os.PathLike, overrides: dict[str, Any] | list[str] | None = None) -> TrainConfig:
