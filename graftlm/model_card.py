@@ -73,3 +73,11 @@ def sllm_card(*, backbone: str | None, adapter: str, vae_config: Any, graft: dic
         "## Graft\n\n" + _table(graft_rows) + "\n\n## SentenceVAE\n\n" + _table(vae) + "\n\n" + _known(info) + "\n"
     )
     return _front_matter(["sentence-llm", "graftlm"], backbone if backbone and ":" not in backbone else None) + "\n" + body
+
+
+def card_for(model: Any, info: dict[str, Any] | None = None) -> str:
+    """The card `save_pretrained` writes for ``model`` (a SentenceVAE or a SentenceLLM)."""
+    if hasattr(model, "graft_options"):
+        return sllm_card(backbone=model.backbone_info.get("reference"), adapter=model.adapter.name,
+                         vae_config=model.vae.config, graft=model.graft_options, info=info)
+    return vae_card(model.config, info)

@@ -22,6 +22,7 @@ from graftlm.training.models import Built, build
 from graftlm.training.recipes import TrainConfig
 from graftlm.training.trainer import Trainer, TrainResult
 from graftlm.atomic import write_text
+from graftlm.model_card import card_for
 
 
 def corpus_source(cfg: TrainConfig) -> Any:
@@ -134,4 +135,10 @@ def train(cfg: TrainConfig, *, resume: bool = False, callbacks: Iterable[Any] = 
                                                         {k: v for k, v in final.items() if k != "examples"})
         write_eval(trainer.run_dir, final)
         result.eval = final
+        folder = trainer.run_dir / "final"
+        if (folder / "README.md").is_file():  # the exported model's card, now with the held-out figures
+            figures = {k: v for k, v in final.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+            write_text(folder / "README.md", card_for(built.model, {
+                "data": f"`{cfg.data_path}` ({cfg.data_format}), {result.step} steps of recipe `{cfg.name}`",
+                "evaluation": figures}))
     return result
