@@ -15,10 +15,11 @@ import importlib.util
 import os
 import shutil
 import sys
-import tempfile
 import threading
 from pathlib import Path
 from typing import Any
+
+from graftlm.atomic import begin_folder
 
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 SMOLLM2_SOURCE = "graftlm.backbones:load_smollm2"
@@ -86,7 +87,7 @@ def write_cached(entry: Path, config: Any, state: dict[str, Any], tokenizer: Any
     tmp: Path | None = None
     try:
         entry.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=entry.name + ".tmp-", dir=entry.parent))
+        tmp = begin_folder(entry)  # graftlm.atomic's temp folder; the rename below keeps a first writer's entry
         config.save_pretrained(str(tmp))
         tokenizer.save_pretrained(str(tmp))
         save_file({k: v.contiguous() for k, v in state.items()}, str(tmp / WEIGHTS), metadata={"format": "pt"})
