@@ -164,3 +164,16 @@ def test_transformers_trainer_trains_a_sentence_vae(tmp_path):
     result = trainer.train()
     assert trainer.state.global_step == 3 and torch.isfinite(torch.tensor(result.training_loss))
     assert not torch.equal(before["encoder.fusion_norm.weight"], model.encoder.fusion_norm.weight)
+
+
+def test_logits_survive_accelerates_mixed_precision_rebuild_of_the_output(rng):
+    """accelerate re-creates a mixed-precision output from its keys; the lazy logits must still work."""
+    from accelerate.utils import convert_to_fp32
+
+    model = _vae()
+    ids, mask = _batch(rng)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = model(ids, mask)
+    rebuilt = convert_to_fp32(out)
+    assert rebuilt is not out
+    assert torch.equal(rebuilt.logits, model.decoder.lm_head(rebuilt.hidden))

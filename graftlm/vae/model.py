@@ -13,6 +13,7 @@ part (as in the paper): a deterministic autoencoder.
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -46,17 +47,27 @@ class DecodeOutput(ModelOutput):
     def logits(self) -> torch.Tensor:
         """(B, L+1, V) logits at every position, padding included."""
         if "_logits" not in self.__dict__:
-            head = self.__dict__.get("_head")
+            head = _HEADS.get(id(self.target_mask)) if self.target_mask is not None else None
             if head is None or self.hidden is None:
-                raise AttributeError("logits: this output was rebuilt without the decoder head; use packed_logits, "
+                raise AttributeError("logits: no decoder head is known for this output; use packed_logits, "
                                      "or call the model again")
             self.__dict__["_logits"] = head(self.hidden)
         return self.__dict__["_logits"]
 
     def with_head(self, head: Any) -> "DecodeOutput":
-        """Attach the output head that `logits` applies (kept out of the keys: it is a module)."""
-        self.__dict__["_head"] = head
+        """Remember the output head that `logits` applies (not a key: it is a module)."""
+        key = id(self.target_mask)
+        if key not in _HEADS:
+            weakref.finalize(self.target_mask, _HEADS.pop, key, None)  # forgotten with the mask
+        _HEADS[key] = head
         return self
+
+
+# id(target_mask) -> the head that made it, while that mask lives. Keyed by a tensor of the output
+# rather than stored on it because a rebuilt output (accelerate converts mixed-precision outputs to
+# fp32 by re-creating the mapping from its keys) keeps the same bool target_mask object but nothing
+# else of the old one.
+_HEADS: dict[int, Any] = {}
 
 
 @dataclass
