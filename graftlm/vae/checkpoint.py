@@ -12,14 +12,13 @@ from typing import TYPE_CHECKING
 import torch
 from safetensors.torch import save_file
 
+from graftlm.safetensors_io import read_safetensors
 from graftlm.vae.config import SentenceVAEConfig
+from graftlm.vae.files import CONFIG_NAME, TIED_KEY, WEIGHTS_NAME
+from graftlm.vae.shared_weights import add_shared
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # annotations only: the class imports this module
     from graftlm.vae.model import SentenceVAE
-
-CONFIG_NAME = "config.json"
-WEIGHTS_NAME = "model.safetensors"
-TIED_KEY = "decoder.lm_head.weight"  # the same tensor as decoder.embedding.embed.weight when tied
 
 
 def _expected_state(model: "SentenceVAE") -> dict[str, torch.Tensor]:
@@ -68,38 +67,11 @@ def from_pretrained(cls, directory: str | Path, device=None, dtype: torch.dtype 
     for name in (CONFIG_NAME, WEIGHTS_NAME):
         if not (directory / name).is_file():
             raise ValueError(f"{directory} has no {name}; expected a folder written by SentenceVAE.save_pretrained")
-    from graftlm.safetensors_io import read_safetensors
-
     if dtype is not None and not isinstance(dtype, torch.dtype):
         raise TypeError(f"dtype must be a torch.dtype such as torch.bfloat16, got {dtype!r}")
     config = SentenceVAEConfig.from_json_file(directory / CONFIG_NAME)
     state = read_safetensors(directory / WEIGHTS_NAME, "SentenceVAE weights")
-    if (directory / SHARED_NAME).is_file():
-        _add_shared(read_safetensors(directory / SHARED_NAME, "SentenceVAE shared weights"),
-                    _metadata(directory / SHARED_NAME), state)
+    add_shared(directory, state)  # frozen embeddings stored once (graftlm.vae.shared_weights)
     model = cls(config)
     load_checked(model, state, str(directory / WEIGHTS_NAME))
     return model.to(device=device, dtype=dtype).eval()
-
-
-SHARED_NAME = "shared.safetensors"  # optional: tensors stored once for several keys (graftlm.demo.storage)
-
-
-def _metadata(path: Path) -> dict[str, str]:
-    from safetensors import safe_open
-
-    with safe_open(str(path), "pt") as f:
-        return f.metadata() or {}
-
-
-def _add_shared(shared: dict[str, torch.Tensor], meta: dict[str, str], state: dict[str, torch.Tensor]) -> None:
-    """Fill in the keys a shared tensor stands for: its metadata entry lists them, comma-separated
-    (its own name when there is no entry)."""
-    for name, tensor in shared.items():
-        for key in filter(None, meta.get(name, name).split(",")):
-            state.setdefault(key, tensor)
-
-
-# ------------------------------------------------------------------ the authors' checkpoints
-# moved to graftlm.vae.official (restricted reader, key mapping, configs); kept importable here
-from graftlm.vae.official import convert_official, from_official, official_state_dict  # noqa: E402,F401
