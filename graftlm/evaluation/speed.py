@@ -2,7 +2,7 @@
 
 * tokens/s: the backbone's lean KV-cached greedy loop vs the SentenceLLM in fixed-length mode
   (stop head and eos ignored, sentences of a fixed length), exactly the same number of output
-  tokens from the same prompt, timed in interleaved rounds (`graftlm.bench.throughput`);
+  tokens from the same prompt, timed in interleaved rounds (`graftlm.evaluation.throughput`);
 * KV-cache bytes per text token after prefilling the same text (bytes of the cache tensors).
 """
 
@@ -12,8 +12,19 @@ from typing import Any
 
 import torch
 
-from graftlm.bench.memory import backbone_prefill_cache, cache_length, has_learned_positions, kv_cache_bytes
-from graftlm.bench.throughput import lean_loop_runner, prompt_batch, sllm_runner, time_interleaved
+from graftlm.evaluation.memory import (
+    backbone_prefill_cache,
+    cache_length,
+    has_learned_positions,
+    kv_cache_bytes,
+)
+from graftlm.evaluation.throughput import (
+    lean_loop_runner,
+    prompt_batch,
+    sllm_runner,
+    time_interleaved,
+)
+from graftlm.segmenter import RegexSegmenter, segment_and_tokenize
 
 PROMPT_TOKENS = 32
 KV_TOKENS = 256
@@ -32,8 +43,6 @@ def prompt_segments(tokenizer: Any, input_ids: torch.Tensor, vae_cfg: Any, max_t
     """The same prompts as the baselines' ``input_ids`` (B, P), as a `SegmentedBatch` whose
     segments have at most ``max_tokens`` tokens (generation refuses prompt sentences longer than
     its per-sentence decode budget)."""
-    from graftlm.segmenter import RegexSegmenter, segment_and_tokenize
-
     texts = [tokenizer.decode(row) for row in input_ids.tolist()]
     seg = RegexSegmenter(max_tokens=min(max_tokens, vae_cfg.max_segment_tokens or 64), tokenizer=tokenizer)
     return segment_and_tokenize(texts, tokenizer, seg, pad_token_id=vae_cfg.pad_token_id)
@@ -48,8 +57,6 @@ def sllm_prefill_cache(sllm: Any, text: str, tokenizer: Any, segmenter: Any,
 
     Returns (cache, cache positions). Raises ValueError if the sentences exceed the body's positions.
     """
-    from graftlm.segmenter import segment_and_tokenize
-
     batch = segment_and_tokenize([text], tokenizer, segmenter, pad_token_id=sllm.vae.config.pad_token_id)
     batch = batch.to(sllm.device)
     sm, ids, tm = batch.sentence_mask[0], batch.input_ids[0], batch.token_mask[0]

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 import torch.nn.functional as F
 
-from graftlm.segmenter import RegexSegmenter, SegmentedBatch, segment_and_tokenize
+from graftlm.segmenter import SegmentedBatch, segment_and_tokenize
 from graftlm.sllm.targets import sentence_positions
 
 if TYPE_CHECKING:  # annotations only: the class imports this module for its mixin

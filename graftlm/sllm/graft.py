@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from peft import LoraConfig, inject_adapter_in_model
+from peft import LoraConfig
 from torch import nn
 
 from graftlm.plugins import BackboneAdapter, find_adapter, is_grafted, mark_grafted

@@ -26,8 +26,13 @@ from graftlm.plugins.adapter import BackboneAdapter
 from graftlm.sllm.graft import graft_into
 from graftlm.sllm.leak import check_attention
 from graftlm.vae import SentenceVAE
-from graftlm.vae.official import (check_official_keys, expected_official_shapes, official_state_dict,
-                                  read_official_checkpoint, vae_from_official_state)
+from graftlm.vae.official import (
+    check_official_keys,
+    expected_official_shapes,
+    official_state_dict,
+    read_official_checkpoint,
+    vae_from_official_state,
+)
 from graftlm.vae.official_config import official_config
 
 __all__ = ["OfficialMixin", "OfficialOPTAdapter", "from_official", "strip_official_layout"]

@@ -7,6 +7,10 @@ import dataclasses
 import json
 import sys
 
+from graftlm.training.pipeline import train
+from graftlm.training.recipes import load_recipe, parse_overrides, smoke_config
+from graftlm.training.trainer import TrainingDiverged
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("recipe", help="a recipe name from recipes/ (e.g. svae-768-h1) or a YAML path")
@@ -21,10 +25,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     import torch
-
-    from graftlm.training.pipeline import train
-    from graftlm.training.recipes import load_recipe, parse_overrides, smoke_config
-    from graftlm.training.trainer import TrainingDiverged
 
     if args.threads:
         torch.set_num_threads(args.threads)

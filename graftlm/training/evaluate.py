@@ -25,8 +25,10 @@ from typing import Any
 
 import torch
 
+from graftlm.segmenter import split_paragraph
 from graftlm.sllm.model import termination_targets
 from graftlm.training.batching import batches_of, collate_sllm, collate_svae
+from graftlm.training.data import is_heldout, read_corpus
 
 
 @torch.no_grad()
@@ -105,9 +107,6 @@ def heldout_texts(source: Any, segmenter: Any, *, limit: int, max_sentences: int
                   text_field: str = "content", heldout_fraction: float = 0.01, seed: int = 0) -> list[str]:
     """Up to ``limit`` held-out texts for `graftlm.evaluate`: each held-out document cut into
     windows of at most ``max_sentences`` segments (joined back into text, nothing dropped)."""
-    from graftlm.segmenter import split_paragraph
-    from graftlm.training.data import is_heldout, read_corpus
-
     out: list[str] = []
     for doc in read_corpus(source, data_format=data_format, text_field=text_field):
         if not is_heldout(doc, heldout_fraction, seed):

@@ -12,7 +12,13 @@ from typing import Any
 
 import torch
 
+from graftlm.backbones import load_smollm2
+from graftlm.evaluation.speed import shared_copy
+from graftlm.hub import check_pretrained
+from graftlm.sllm import graft
+from graftlm.tokenization import ByteTokenizer
 from graftlm.training.recipes import TrainConfig
+from graftlm.vae import SentenceVAE, SentenceVAEConfig
 
 
 @dataclass
@@ -28,22 +34,17 @@ class Built:
 
 def load_tokenizer(name: str) -> Any:
     if name == "byte":
-        from graftlm.tokenization import ByteTokenizer
-
         return ByteTokenizer()
     if name == "smollm2":
         return _smollm2()[1]
     from transformers import AutoTokenizer
 
-    from graftlm.hub import check_pretrained
 
     check_pretrained(name, "tokenizer", key="tokenizer")
     return AutoTokenizer.from_pretrained(name)
 
 
 def _smollm2() -> tuple[torch.nn.Module, Any]:
-    from graftlm.backbones import load_smollm2
-
     return load_smollm2()
 
 
@@ -59,8 +60,6 @@ def special_ids(tokenizer: Any) -> tuple[int, int, int]:
 
 def vae_config(cfg: TrainConfig, vocab_size: int, tokenizer: Any, *, hidden_size: int, num_heads: int,
                embed_dim: int | None = None):
-    from graftlm.vae import SentenceVAEConfig
-
     pad, bos, eos = special_ids(tokenizer)
     common = dict(vocab_size=vocab_size, hidden_size=hidden_size, num_heads=num_heads, num_layers=cfg.num_layers,
                   pad_token_id=pad, bos_token_id=bos, eos_token_id=eos, max_tokens=cfg.max_tokens)
@@ -101,8 +100,6 @@ def _segment_budget(vae: Any, cfg: TrainConfig) -> int:
 
 
 def build_svae(cfg: TrainConfig) -> Built:
-    from graftlm.vae import SentenceVAE
-
     tokenizer = load_tokenizer(cfg.tokenizer)
     if cfg.vae_path:
         vae = SentenceVAE.from_pretrained(cfg.vae_path)
@@ -135,9 +132,6 @@ def tiny_opt(vocab_size: int, hidden_size: int, num_heads: int, tokenizer: Any, 
 
 
 def build_sllm(cfg: TrainConfig) -> Built:
-    from graftlm.sllm import graft
-    from graftlm.vae import SentenceVAE
-
     if cfg.backbone == "tiny-opt":
         tokenizer = load_tokenizer(cfg.tokenizer)
 
@@ -151,7 +145,6 @@ def build_sllm(cfg: TrainConfig) -> Built:
     else:
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        from graftlm.hub import check_pretrained
 
         check_pretrained(cfg.backbone, "backbone", key="backbone")
         tokenizer = AutoTokenizer.from_pretrained(cfg.backbone)
@@ -173,7 +166,6 @@ def build_sllm(cfg: TrainConfig) -> Built:
         freeze_vae_embeddings(vae)
     teacher = None
     if cfg.distill_weight > 0:  # a weight-sharing copy taken before grafting strips the original
-        from graftlm.evaluation.speed import shared_copy
 
         fixed = (cfg.lora_rank is not None or cfg.freeze == "backbone") and not cfg.train_layers
         if not fixed:

@@ -23,7 +23,11 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from graftlm.vae.config import SentenceVAEConfig
-from graftlm.vae.official_config import check_official_architecture, load_official_yaml, official_config
+from graftlm.vae.official_config import (
+    check_official_architecture,
+    load_official_yaml,
+    official_config,
+)
 from graftlm.vae.safe_pickle import read_tensors
 
 if TYPE_CHECKING:

@@ -14,6 +14,8 @@ from typing import Any, Callable
 
 import torch
 
+from graftlm.plugins.adapter import cache_keyword
+
 Runner = Callable[[], int]
 
 
@@ -130,7 +132,6 @@ def lean_generate(model: torch.nn.Module, input_ids: torch.Tensor, new_tokens: i
 
     if new_tokens < 1:
         raise ValueError(f"new_tokens must be >= 1, got {new_tokens}")
-    from graftlm.plugins.adapter import cache_keyword
 
     cache = DynamicCache()
     kw = cache_keyword(model)  # `cache` or `past_key_values`, whichever this transformers takes

@@ -14,6 +14,8 @@ from typing import Any, Iterator
 
 import torch
 
+from graftlm.plugins.adapter import cache_keyword
+
 
 def _cache_tensors(cache: Any) -> Iterator[torch.Tensor]:
     if cache is None:
@@ -77,7 +79,6 @@ def backbone_prefill_cache(model: torch.nn.Module, input_ids: torch.Tensor) -> A
     param = next(model.parameters(), None)
     if param is not None:
         input_ids = input_ids.to(param.device)
-    from graftlm.plugins.adapter import cache_keyword
 
     cache = DynamicCache()
     model(input_ids=input_ids, **{cache_keyword(model): cache}, use_cache=True, logits_to_keep=1)
