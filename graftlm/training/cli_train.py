@@ -13,7 +13,7 @@ from graftlm.training.trainer import TrainingDiverged
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("recipe", help="a recipe name from recipes/ (e.g. svae-768-h1) or a YAML path")
+    parser.add_argument("recipe", help="a recipe name from graftlm/recipes/ (e.g. svae-768-h1) or a YAML path")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override one recipe key (repeatable), e.g. --set data_path=/data/wanjuan")
     parser.add_argument("--smoke", action="store_true",

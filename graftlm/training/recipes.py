@@ -239,14 +239,9 @@ def parse_overrides(pairs: list[str] | None) -> dict[str, Any]:
 
 
 def builtin_recipes() -> dict[str, Path]:
-    """Recipe name → path for the recipes shipped in ``recipes/`` (repo) and ``graftlm/recipes``."""
-    found: dict[str, Path] = {}
-    repo = Path(__file__).resolve().parents[2] / "recipes"
+    """Recipe name → path for the recipes shipped in the package (``graftlm/recipes``)."""
     packaged = Path(str(resources.files("graftlm"))) / "recipes"
-    for folder in (packaged, repo):
-        if folder.is_dir():
-            found.update({p.stem: p for p in sorted(folder.glob("*.yaml"))})
-    return found
+    return {p.stem: p for p in sorted(packaged.glob("*.yaml"))}
 
 
 def resolve_recipe(name_or_path: str) -> Path:
@@ -264,7 +259,7 @@ def resolve_recipe(name_or_path: str) -> Path:
 
 
 def load_recipe(name_or_path: str | os.PathLike, overrides: dict[str, Any] | list[str] | None = None) -> TrainConfig:
-    """Read a recipe (a name from ``recipes/`` or a YAML path), apply overrides, validate."""
+    """Read a recipe (a name from ``graftlm/recipes/`` or a YAML path), apply overrides, validate."""
     path = resolve_recipe(str(name_or_path))
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
