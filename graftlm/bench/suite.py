@@ -32,25 +32,16 @@ from graftlm.evaluation.throughput import (
 )
 from graftlm.segmenter import RegexSegmenter
 from graftlm.sllm import graft
+from graftlm.training.models import special_ids
 from graftlm.vae import SentenceVAE, SentenceVAEConfig
 
 Log = Callable[[str], None]
 
 
-def special_ids(backbone: Backbone) -> tuple[int, int, int]:
-    """(pad, bos, eos) for a SentenceVAE grafted onto ``backbone`` (the backbone's own ids)."""
-    cfg, tok = backbone.config, backbone.tokenizer
-    eos = cfg.eos_token_id if cfg.eos_token_id is not None else tok.eos_token_id
-    eos = eos[0] if isinstance(eos, (list, tuple)) else eos
-    bos = cfg.bos_token_id if cfg.bos_token_id is not None else (tok.bos_token_id or eos)
-    pad = cfg.pad_token_id if cfg.pad_token_id is not None else (tok.pad_token_id if tok.pad_token_id is not None else eos)
-    return int(pad), int(bos), int(eos)
-
-
 def vae_config(backbone: Backbone, layers: int):
     """Official-architecture SentenceVAE config sized like the backbone (h and heads = backbone's)."""
     cfg = backbone.config
-    pad, bos, eos = special_ids(backbone)
+    pad, bos, eos = special_ids(backbone.tokenizer, cfg)
     return SentenceVAEConfig.official(vocab_size=int(cfg.vocab_size), hidden_size=int(cfg.hidden_size),
                                       num_heads=int(cfg.num_attention_heads), num_layers=layers,
                                       pad_token_id=pad, bos_token_id=bos, eos_token_id=eos)

@@ -78,9 +78,8 @@ def evaluate_run(run_dir: str | Path, *, checkpoint: str | Path | None = None, r
     built = build(cfg)
     weights = path / ("model.safetensors" if raw or not (path / "ema.safetensors").is_file() else "ema.safetensors")
     state = read_safetensors(weights, "checkpoint weights")
-    missing, unexpected = built.model.load_state_dict(state, strict=False)
-    if unexpected or [k for k in missing if k not in _tied(built.model)]:
-        raise ValueError(f"{weights} does not fit the recipe's model: missing {missing[:3]}, unexpected {unexpected[:3]}")
+    ckpt.check_fits(built.model, state, f"{weights} (for the recipe's model)")
+    built.model.load_state_dict(state, strict=False)  # checked above, tied copies included
     with torch.no_grad():
         result = evaluate(cfg, built, built.model, heldout(cfg, built), full=True, baseline=True, num_examples=examples,
                           generate=generate, gen_options={"num_prompts": prompts, "new_tokens": new_tokens})
@@ -111,18 +110,6 @@ def evaluate_demo_run(run_dir: Path, *, generate: bool, texts: int, examples: in
     result = {"run": str(run_dir), **report.to_dict(), "svae": svae}
     write_eval(run_dir, result)
     return result
-
-
-def _tied(model) -> set[str]:
-    """Keys that share storage with another key (saved once by safetensors' save_model)."""
-    seen: dict[int, str] = {}
-    tied = set()
-    for k, v in model.state_dict().items():
-        ptr = v.data_ptr()
-        if ptr in seen:
-            tied.update({k, seen[ptr]})
-        seen[ptr] = k
-    return tied
 
 
 def run(args: argparse.Namespace) -> int:

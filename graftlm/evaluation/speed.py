@@ -52,7 +52,7 @@ def prompt_segments(tokenizer: Any, input_ids: torch.Tensor, vae_cfg: Any, max_t
 def sllm_prefill_cache(sllm: Any, text: str, tokenizer: Any, segmenter: Any,
                        chunk_sentences: int = 512) -> tuple[Any, int]:
     """Prefill ``text`` into the SentenceLLM's body cache, the way generation does: segment,
-    encode every sentence with the VAE (``encode_sentences``), run the body over the sentence
+    encode every sentence with the VAE (``sentence_inputs``), run the body over the sentence
     vectors with the adapter's own cache (``run_body``), ``chunk_sentences`` at a time.
 
     Returns (cache, cache positions). Raises ValueError if the sentences exceed the body's positions.
@@ -66,7 +66,7 @@ def sllm_prefill_cache(sllm: Any, text: str, tokenizer: Any, segmenter: Any,
     cache = sllm.adapter.new_cache(sllm.body)
     for start in range(0, n, chunk_sentences):
         end = min(n, start + chunk_sentences)
-        vec = sllm.encode_sentences(ids[start:end], tm[start:end])[None]  # (1, k, d)
+        vec = sllm.sentence_inputs(ids[None, start:end], tm[None, start:end], sm[None, start:end])  # (1, k, d)
         mask = torch.ones(1, end, dtype=torch.long, device=vec.device)
         pos = torch.arange(start, end, device=vec.device)[None]
         _, cache = sllm.run_body(vec, mask, pos, past_key_values=cache, use_cache=True)

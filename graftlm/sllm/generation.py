@@ -122,12 +122,11 @@ def _steps(
         tm = batch.token_mask.to(dev).bool() & sm[..., None]
         ids = batch.input_ids.to(dev)
         B, S = sm.shape
-        vectors = sllm.encode_sentences(ids[sm], tm[sm])
-        x = vectors.new_zeros(B, S, vectors.shape[-1]).index_put((*sm.nonzero(as_tuple=True),), vectors)
+        x = sllm.sentence_inputs(ids, tm, sm)
         hidden, cache = sllm.run_body(x, sm, sentence_positions(sm), sllm.adapter.new_cache(sllm.body), True)
         last = (torch.arange(S, device=dev) * sm).argmax(1)  # each row's last real sentence
         h_last = hidden[torch.arange(B, device=dev), last]
-        _check_finite_prefill(vectors, h_last)
+        _check_finite_prefill(x[sm], h_last)
         attn = sm
         n_sent = sm.sum(1)
         tokens_out = torch.zeros(B, dtype=torch.long, device=dev)

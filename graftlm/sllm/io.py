@@ -10,7 +10,6 @@ Layout of a directory:
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import importlib
 import json
 from pathlib import Path
@@ -23,8 +22,9 @@ from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
 from graftlm.hub import check_pretrained
 from graftlm.plugins import list_adapters
-from graftlm.safetensors_io import read_safetensors
+from graftlm.safetensors_io import fit_problems, read_safetensors
 from graftlm.sllm.graft import graft_into
+from graftlm.suggest import did_you_mean
 from graftlm.tokenization import ByteTokenizer
 from graftlm.vae import SentenceVAE
 
@@ -153,9 +153,8 @@ def read_config(path: Path) -> dict[str, Any]:
         raise ValueError(f"{path} lacks the field(s) {missing}; it was not written by SentenceLLM.save_pretrained or was edited")
     for key in config:
         if key not in _FIELDS:
-            close = difflib.get_close_matches(key, _FIELDS, n=2)
-            hint = f"; did you mean {' or '.join(map(repr, close))}?" if close else f"; known fields: {', '.join(_FIELDS)}"
-            raise ValueError(f"{path} has an unknown field {key!r}{hint}")
+            hint = did_you_mean(key, _FIELDS, listing="known fields", n=2)
+            raise ValueError(f"{path} has an unknown field {key!r}; {hint}")
     if config["save_backbone"] not in SAVE_MODES:
         raise ValueError(f"{path}: field 'save_backbone' is {config['save_backbone']!r}; expected one of {SAVE_MODES}")
     if config.get("dtype", "float32") not in DTYPES:
@@ -190,16 +189,14 @@ def _check_width(backbone: Any, adapter: Any, config: dict[str, Any], path: Path
 
 
 def _check_state(sllm: SentenceLLM, state: dict[str, torch.Tensor], config: dict[str, Any], weights: Path) -> None:
-    expected = sllm.state_dict()
-    missing = [k for k in expected if k not in state and not k.startswith("vae.")
-               and not (config["save_backbone"] == "reference" and k.startswith("body."))]
-    unexpected = [k for k in state if k not in expected]
-    shapes = [f"{k}: file {tuple(v.shape)} vs model {tuple(expected[k].shape)}"
-              for k, v in state.items() if k in expected and v.shape != expected[k].shape]
-    if missing or unexpected or shapes:
-        parts = [f"missing {missing[:5]}" if missing else "", f"unexpected {unexpected[:5]}" if unexpected else "",
-                 f"wrong shapes {shapes[:5]}" if shapes else ""]
-        raise ValueError(f"{weights} does not fit the rebuilt model: " + "; ".join(p for p in parts if p)
+    expected = {k: tuple(v.shape) for k, v in sllm.state_dict().items()}
+
+    def loaded_elsewhere(key: str) -> bool:  # the VAE loads from vae/, a referenced body from its source
+        return key.startswith("vae.") or (config["save_backbone"] == "reference" and key.startswith("body."))
+
+    parts = fit_problems(expected, state, optional=loaded_elsewhere, theirs="file", limit=5)
+    if parts:
+        raise ValueError(f"{weights} does not fit the rebuilt model: " + " | ".join(parts)
                          + " (a different backbone, VAE or LoRA config than the one saved?)")
 
 

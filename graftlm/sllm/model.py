@@ -129,6 +129,14 @@ class SentenceLLM(GenerationMixin, PretrainedMixin, OfficialMixin, nn.Module):
         vectors = self.vae.encode(input_ids, token_mask)
         return self.proj_in(vectors.to(self.termination_head.weight.dtype))
 
+    def sentence_inputs(self, input_ids: torch.Tensor, token_mask: torch.Tensor,
+                        sentence_mask: torch.Tensor) -> torch.Tensor:
+        """(B, S, T) ids + masks → (B, S, d) body inputs: every real sentence through ONE
+        `encode_sentences` call, scattered back to its slot (padding slots hold zeros)."""
+        sm = sentence_mask.bool()
+        vectors = self.encode_sentences(input_ids[sm], token_mask[sm])  # (N, d)
+        return vectors.new_zeros(*sm.shape, vectors.shape[-1]).index_put((*sm.nonzero(as_tuple=True),), vectors)
+
     def sentence_vectors(self, hidden: torch.Tensor) -> torch.Tensor:
         """(..., d) body outputs → (..., h) vectors for the VAE decoder (``proj_out``), in its dtype."""
         return self.proj_out(hidden).to(next(self.vae.parameters()).dtype)
@@ -181,8 +189,7 @@ class SentenceLLM(GenerationMixin, PretrainedMixin, OfficialMixin, nn.Module):
         """
         sm, tm = self._check_batch(input_ids, token_mask, sentence_mask)
         B, S, T = input_ids.shape
-        vectors = self.encode_sentences(input_ids[sm], tm[sm])  # (N, d)
-        x = vectors.new_zeros(B, S, vectors.shape[-1]).index_put((*sm.nonzero(as_tuple=True),), vectors)
+        x = self.sentence_inputs(input_ids, tm, sm)
         hidden, _ = self.run_body(x, sm, sentence_positions(sm))
         term_logits = self.termination_head(hidden)
 

@@ -48,14 +48,19 @@ def _smollm2() -> tuple[torch.nn.Module, Any]:
     return load_smollm2()
 
 
-def special_ids(tokenizer: Any) -> tuple[int, int, int]:
-    """(pad, bos, eos) with fallbacks: eos for a missing bos, eos for a missing pad."""
-    eos = getattr(tokenizer, "eos_token_id", None)
+def special_ids(tokenizer: Any, model_config: Any = None) -> tuple[int, int, int]:
+    """(pad, bos, eos) for a SentenceVAE: a backbone's ``model_config`` ids where it sets them, else
+    the tokenizer's, with fallbacks: eos for a missing bos, eos for a missing pad."""
+    def pick(name: str) -> Any:
+        value = getattr(model_config, name, None)
+        value = value if value is not None else getattr(tokenizer, name, None)
+        return value[0] if isinstance(value, (list, tuple)) else value
+
+    eos = pick("eos_token_id")
     if eos is None:
         raise ValueError(f"tokenizer {type(tokenizer).__name__} has no eos_token_id; pick another tokenizer")
-    bos = getattr(tokenizer, "bos_token_id", None)
-    pad = getattr(tokenizer, "pad_token_id", None)
-    return (eos if pad is None else pad), (eos if bos is None else bos), eos
+    bos, pad = pick("bos_token_id"), pick("pad_token_id")
+    return int(eos if pad is None else pad), int(eos if bos is None else bos), int(eos)
 
 
 def vae_config(cfg: TrainConfig, vocab_size: int, tokenizer: Any, *, hidden_size: int, num_heads: int,

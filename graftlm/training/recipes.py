@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import codecs
 import dataclasses
-import difflib
 import math
 import os
 from dataclasses import dataclass
@@ -19,6 +18,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
+from graftlm.suggest import did_you_mean
 
 
 @dataclass
@@ -217,10 +218,8 @@ def check_keys(keys: Any, source: str) -> None:
     """Raise ValueError for the first unknown key, naming close matches."""
     for key in keys:
         if key not in FIELDS:
-            close = difflib.get_close_matches(str(key), FIELDS, n=3, cutoff=0.6)
-            hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else \
-                f"; valid keys: {', '.join(sorted(FIELDS))}"
-            raise ValueError(f"unknown recipe key {key!r} in {source}{hint}")
+            hint = did_you_mean(key, sorted(FIELDS), listing="valid keys")
+            raise ValueError(f"unknown recipe key {key!r} in {source}; {hint}")
 
 
 def parse_overrides(pairs: list[str] | None) -> dict[str, Any]:
@@ -253,8 +252,7 @@ def resolve_recipe(name_or_path: str) -> Path:
     known = builtin_recipes()
     if name_or_path in known:
         return known[name_or_path]
-    close = difflib.get_close_matches(name_or_path, known, n=3, cutoff=0.5)
-    hint = f"did you mean {', '.join(close)}?" if close else f"known recipes: {', '.join(known) or 'none'}"
+    hint = did_you_mean(name_or_path, known, listing="known recipes", cutoff=0.5)
     raise ValueError(f"no recipe named {name_or_path!r}: {hint}")
 
 

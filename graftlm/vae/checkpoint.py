@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 import torch
 from safetensors.torch import save_file
 
-from graftlm.safetensors_io import read_safetensors
+from graftlm.safetensors_io import fit_problems, read_safetensors
 from graftlm.vae.config import SentenceVAEConfig
 from graftlm.vae.files import CONFIG_NAME, TIED_KEY, WEIGHTS_NAME
 from graftlm.vae.shared_weights import add_shared
@@ -39,26 +39,11 @@ def save_pretrained(model: "SentenceVAE", directory: str | Path) -> None:
 
 def load_checked(model: "SentenceVAE", state: dict[str, torch.Tensor], source: str) -> None:
     """Load ``state`` into ``model`` after checking it has exactly the expected keys and shapes."""
-    expected = _expected_state(model)
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
-    shapes = [
-        f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(expected[k].shape)}"
-        for k in sorted(set(state) & set(expected))
-        if state[k].shape != expected[k].shape
-    ]
-    if missing or unexpected or shapes:
-        parts = []
-        if missing:
-            parts.append(f"missing keys: {', '.join(missing)}")
-        if unexpected:
-            parts.append(f"unexpected keys: {', '.join(unexpected)}")
-        if shapes:
-            parts.append(f"wrong shapes: {'; '.join(shapes)}")
-        raise ValueError(
-            f"{source} does not fit this SentenceVAE config: " + " | ".join(parts)
-            + " (check that the config matches the checkpoint)"
-        )
+    expected = {k: tuple(v.shape) for k, v in _expected_state(model).items()}
+    parts = fit_problems(expected, state)
+    if parts:
+        raise ValueError(f"{source} does not fit this SentenceVAE config: " + " | ".join(parts)
+                         + " (check that the config matches the checkpoint)")
     model.load_state_dict(state, strict=False)  # strict=False only for the tied key, checked above
 
 
