@@ -8,6 +8,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import torch
+from safetensors.torch import load_file
 
 _PICKLE_PROTOCOLS = range(2, 6)  # b"\x80" followed by the protocol number
 _ZIP_MAGIC = b"PK\x03\x04"  # torch.save's archive format (a pickle inside)
@@ -44,8 +45,6 @@ def check_safetensors_file(path: str | Path, what: str = "weights") -> Path:
 
 def read_safetensors(path: str | Path, what: str = "weights") -> dict[str, torch.Tensor]:
     """All tensors of a safetensors file on CPU; ValueError naming ``path`` if it is damaged."""
-    from safetensors.torch import load_file
-
     path = check_safetensors_file(path, what)
     try:
         return load_file(str(path))

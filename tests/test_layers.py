@@ -14,14 +14,21 @@ import grimp
 import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "graftlm"
+# optional or heavy third-party backends that a function may load when it needs them
+LAZY_BACKENDS = ("matplotlib", "psutil", "resource", "pyarrow", "datasets", "torch.utils.tensorboard", "gguf",
+                 "xformers")
 
 
-def function_imports(tree: ast.AST) -> list[tuple[int, str]]:
-    """(line, module) of every import inside a function body."""
+def function_imports(tree: ast.AST, *, skip_try: bool = False) -> list[tuple[int, str]]:
+    """(line, module) of every import inside a function body; ``skip_try``: not those inside a
+    ``try`` block (a fallback for another library version)."""
+    in_try = {id(n) for t in ast.walk(tree) if isinstance(t, ast.Try) for n in ast.walk(t)} if skip_try else set()
     found = []
     for fn in ast.walk(tree):
         if isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)):
             for node in ast.walk(fn):
+                if id(node) in in_try:
+                    continue
                 if isinstance(node, ast.Import):
                     found += [(node.lineno, a.name) for a in node.names]
                 elif isinstance(node, ast.ImportFrom):
@@ -41,6 +48,15 @@ def test_no_graftlm_import_inside_a_function():
             if module.startswith((".", "graftlm")):
                 bad.append(f"{path.relative_to(PACKAGE.parent)}:{line} imports {module}")
     assert not bad, "move these imports to the top of their files:\n" + "\n".join(bad)
+
+
+def test_only_optional_backends_are_imported_lazily():
+    bad = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        for line, module in function_imports(ast.parse(path.read_text(encoding="utf-8")), skip_try=True):
+            if not any(module == b or module.startswith(b + ".") for b in LAZY_BACKENDS):
+                bad.append(f"{path.relative_to(PACKAGE.parent)}:{line} imports {module}")
+    assert not bad, "import these at the top of their files:\n" + "\n".join(bad)
 
 
 def test_import_contracts_hold():

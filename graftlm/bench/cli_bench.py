@@ -10,6 +10,7 @@ import argparse
 import gc
 import sys
 import time
+import traceback
 from pathlib import Path
 from typing import Any
 
@@ -157,8 +158,6 @@ def run(args: argparse.Namespace) -> int:
             failed.append(name)
             results["notes"].append(f"{name} failed: {type(err).__name__}: {str(err).splitlines()[0][:300] if str(err) else ''}")
             log(f"error: {results['notes'][-1]}")
-            import traceback
-
             traceback.print_exc()
         gc.collect()
         if torch.cuda.is_available():

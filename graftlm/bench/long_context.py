@@ -7,6 +7,7 @@ import time
 from typing import Any, Callable
 
 import torch
+from transformers import DynamicCache
 
 from graftlm.bench import suite
 from graftlm.bench.corpus import text_with_tokens
@@ -35,8 +36,6 @@ def long_context_rows(backbone: Backbone, *, factor: float = 4.25, new_tokens: i
 
     # the backbone alone: its whole position table, then the long document
     with track_peak_memory() as mem, torch.inference_mode():
-        from transformers import DynamicCache
-
         t0 = time.perf_counter()
         cache = DynamicCache()
         backbone.model(input_ids=torch.tensor([ids[:limit]]), past_key_values=cache, use_cache=True, logits_to_keep=1)

@@ -7,10 +7,13 @@
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
 import sys
 import time
 from pathlib import Path
+
+import torch
 
 from graftlm.demo.inputs import (
     CORPORA,
@@ -112,11 +115,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"{run_folder.path} is already complete; its closing table:\n\n{closing_table(run_folder)}")
         return 0
     if args.threads:
-        import torch
-
         torch.set_num_threads(args.threads)
     print(f"graftlm demo → {run_folder.path} (budget {settings.minutes:g} min; Ctrl-C leaves a resumable run)")
-    import os
 
 
     launched = getattr(args, "started", time.perf_counter())  # set by graftlm.cli.main

@@ -14,6 +14,8 @@ import sys
 import time
 from typing import Any, Iterable, TextIO
 
+import torch
+
 import graftlm
 from graftlm.demo.run_folder import RunFolder
 
@@ -45,8 +47,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def sampling_options(args: argparse.Namespace) -> dict[str, Any]:
     """The keyword arguments of `SentenceLLM.stream` for the sampling flags (ValueError if inconsistent)."""
-    import torch
-
     given = [f"--{n.replace('_', '-')}" for n in ("temperature", "top_k", "top_p") if getattr(args, n) is not None]
     if not args.do_sample:
         if given:
@@ -98,8 +98,6 @@ class Printer:
 
 def continue_prompt(sllm: Any, prompt: str, printer: Printer, *, sentences: int, stop_head: bool,
                     sampling: dict[str, Any]) -> list[str]:
-    import torch
-
     if not prompt.strip():
         raise ValueError("the prompt is empty: give at least one sentence")
     printer.prompt(prompt)
@@ -133,8 +131,6 @@ def load_run_sllm(run_dir: str) -> Any:
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch
-
     try:
         if args.sentences < 1:
             raise ValueError(f"--sentences must be >= 1, got {args.sentences}")

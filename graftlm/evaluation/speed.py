@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import torch
@@ -33,8 +34,6 @@ KV_TOKENS = 256
 def shared_copy(model: torch.nn.Module) -> torch.nn.Module:
     """A structural copy of ``model`` whose parameters and buffers are the *same tensors*: grafting
     the copy strips only the copy's modules, the original stays intact, and no weight is duplicated."""
-    import copy
-
     memo: dict[int, Any] = {id(t): t for t in (*model.parameters(), *model.buffers())}
     return copy.deepcopy(model, memo)
 

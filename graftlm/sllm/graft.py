@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from peft import LoraConfig
+from peft import LoraConfig, inject_adapter_in_model
 from torch import nn
 
 from graftlm.plugins import BackboneAdapter, find_adapter, is_grafted, mark_grafted
@@ -109,10 +109,6 @@ class _Rollback:
 
 
 def _inject_lora(body: nn.Module, lora: Any) -> None:
-    try:
-        from peft import LoraConfig, inject_adapter_in_model
-    except ImportError as exc:  # pragma: no cover - peft is a dependency
-        raise ImportError("lora=... needs the `peft` package: pip install peft") from exc
     if not isinstance(lora, LoraConfig):
         raise TypeError(f"lora must be a peft.LoraConfig, got {type(lora).__name__}")
     inject_adapter_in_model(lora, body)

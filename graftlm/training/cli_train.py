@@ -7,6 +7,8 @@ import dataclasses
 import json
 import sys
 
+import torch
+
 from graftlm.training.pipeline import train
 from graftlm.training.recipes import load_recipe, parse_overrides, smoke_config
 from graftlm.training.trainer import TrainingDiverged
@@ -24,8 +26,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch
-
     if args.threads:
         torch.set_num_threads(args.threads)
     try:

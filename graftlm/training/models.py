@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+from peft import LoraConfig
+from transformers import AutoModelForCausalLM, AutoTokenizer, OPTConfig, OPTForCausalLM
 
 from graftlm.backbones import load_smollm2
 from graftlm.evaluation.speed import shared_copy
@@ -37,7 +39,6 @@ def load_tokenizer(name: str) -> Any:
         return ByteTokenizer()
     if name == "smollm2":
         return _smollm2()[1]
-    from transformers import AutoTokenizer
 
 
     check_pretrained(name, "tokenizer", key="tokenizer")
@@ -93,7 +94,6 @@ def segmenter_options(cfg: TrainConfig) -> dict[str, Any]:
 def _lora(cfg: TrainConfig) -> Any:
     if cfg.lora_rank is None:
         return None
-    from peft import LoraConfig
 
     targets = [t.strip() for t in cfg.lora_targets.split(",") if t.strip()]
     return LoraConfig(r=cfg.lora_rank, lora_alpha=2 * cfg.lora_rank, target_modules=targets, lora_dropout=0.0)
@@ -125,8 +125,6 @@ def build_svae(cfg: TrainConfig) -> Built:
 
 def tiny_opt(vocab_size: int, hidden_size: int, num_heads: int, tokenizer: Any, seed: int) -> torch.nn.Module:
     """A random 2-layer OPT (the smoke backbone); same weights for the same seed."""
-    from transformers import OPTConfig, OPTForCausalLM
-
     pad, bos, eos = special_ids(tokenizer)
     config = OPTConfig(vocab_size=vocab_size, hidden_size=hidden_size, num_hidden_layers=2, ffn_dim=2 * hidden_size,
                        num_attention_heads=num_heads, max_position_embeddings=256, word_embed_proj_dim=hidden_size,
@@ -148,8 +146,6 @@ def build_sllm(cfg: TrainConfig) -> Built:
         def factory() -> torch.nn.Module:
             return _smollm2()[0]
     else:
-        from transformers import AutoModelForCausalLM, AutoTokenizer
-
 
         check_pretrained(cfg.backbone, "backbone", key="backbone")
         tokenizer = AutoTokenizer.from_pretrained(cfg.backbone)
