@@ -1,4 +1,6 @@
-"""Fail fast on a tokenizer/model reference that cannot load, before transformers retries the hub.
+"""The model hub: fail fast on a tokenizer/model reference that cannot load (before transformers
+retries the hub), resolve a hub id to a local snapshot (`resolve_pretrained`), upload a save
+(`PushToHubMixin`).
 
 A reference is a local folder or a model-hub id (``org/name``). A mistyped local path, an id the
 hub would reject, or — offline — an id that is not in the local cache is an error naming it at
@@ -8,8 +10,12 @@ once (transformers would otherwise retry the hub for about a minute, then raise 
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 from typing import Any
+
+from huggingface_hub import HfApi, snapshot_download, try_to_load_from_cache
+from huggingface_hub.utils import HFValidationError, validate_repo_id
 
 _TRUE = {"1", "on", "yes", "true"}
 
@@ -24,10 +30,6 @@ def _looks_like_path(name: str) -> bool:
 
 
 def _in_cache(repo_id: str) -> bool:
-    try:
-        from huggingface_hub import try_to_load_from_cache
-    except ImportError:  # pragma: no cover - transformers depends on huggingface_hub
-        return True
     return any(isinstance(try_to_load_from_cache(repo_id, f), str)
                for f in ("config.json", "tokenizer_config.json", "tokenizer.json"))
 
@@ -44,11 +46,7 @@ def check_pretrained(name: str, what: str, key: str | None = None) -> None:
     if _looks_like_path(name):
         raise ValueError(f"{what} path {name!r}{where} does not exist; check the spelling (absolute path: {path.absolute()})")
     try:
-        from huggingface_hub.utils import validate_repo_id
-
         validate_repo_id(name)
-    except ImportError:  # pragma: no cover
-        pass
     except Exception as err:
         raise ValueError(f"{what} {name!r}{where} is neither an existing local path nor a valid model-hub id ({err})") from err
     if hub_offline() and not _in_cache(name):
@@ -66,9 +64,6 @@ def resolve_pretrained(name_or_path: str | os.PathLike, what: str, *, revision: 
                        cache_dir: str | os.PathLike | None = None, token: str | bool | None = None) -> Path:
     """A local folder as is, or a model-hub id downloaded (or, offline, found in the local cache) with
     ``huggingface_hub.snapshot_download``; ValueError naming ``name_or_path`` when it is neither."""
-    from huggingface_hub import snapshot_download
-    from huggingface_hub.utils import HFValidationError, validate_repo_id
-
     name = os.fspath(name_or_path)
     path = Path(name).expanduser()
     if path.is_dir():
@@ -99,10 +94,6 @@ class PushToHubMixin:
     def push_to_hub(self, repo_id: str, *, commit_message: str = "Upload with graftlm", private: bool | None = None,
                     token: str | None = None, revision: str | None = None, create_pr: bool = False,
                     **save_kwargs: Any) -> Any:
-        import tempfile
-
-        from huggingface_hub import HfApi
-
         api = HfApi(token=token)
         with tempfile.TemporaryDirectory(prefix="graftlm-push-") as tmp:
             folder = Path(tmp) / "model"

@@ -1,4 +1,4 @@
-"""Typed settings: one way to say "unknown key, did you mean …" and to turn a pydantic
+"""Typed settings: one way to say "unknown key, did you mean …" (`graftlm.suggest`) and to turn a pydantic
 ValidationError into one readable ValueError, for every config graftlm reads (recipes, demo
 settings, saved model configs).
 
@@ -10,19 +10,11 @@ field with its value; the hand-written parsers this replaces had let unknown typ
 
 from __future__ import annotations
 
-import difflib
 from typing import Any, Callable, Iterable
 
 from pydantic import ValidationError
 
-
-def did_you_mean(key: str, known: Iterable[str], *, n: int = 3, label: str = "known keys") -> str:
-    """``"; did you mean 'a' or 'b'?"`` for close matches of ``key``, else ``"; {label}: …"``."""
-    known = sorted(str(k) for k in known)
-    close = difflib.get_close_matches(str(key), known, n=n, cutoff=0.6)
-    if close:
-        return f"; did you mean {' or '.join(repr(c) for c in close)}?"
-    return f"; {label}: {', '.join(known) or 'none'}"
+from graftlm.suggest import did_you_mean
 
 
 def check_known_keys(keys: Iterable[Any], known: Iterable[str], what: str) -> None:
@@ -30,7 +22,7 @@ def check_known_keys(keys: Iterable[Any], known: Iterable[str], what: str) -> No
     known = set(known)
     for key in keys:
         if key not in known:
-            raise ValueError(f"unknown {what} key {key!r}{did_you_mean(str(key), known)}")
+            raise ValueError(f"unknown {what} key {key!r}; {did_you_mean(key, sorted(known))}")
 
 
 _BOUNDS = {"greater_than": ">", "greater_than_equal": ">=", "less_than": "<", "less_than_equal": "<="}
@@ -61,7 +53,7 @@ def describe(err: dict[str, Any], name: Callable[[str], str], *, unknown: str, k
     kind = str(err.get("type", ""))
     value = err.get("input")
     if kind in ("extra_forbidden", "unexpected_keyword_argument"):
-        return f"unknown {unknown} {field!r}{did_you_mean(field, known)}"
+        return f"unknown {unknown} {field!r}; {did_you_mean(field, sorted(known))}"
     if kind == "missing":
         return f"{name(field)} is required"
     if kind in ("value_error", "assertion_error"):  # our own validators: the message is already complete

@@ -10,12 +10,16 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
 
-from graftlm.sllm.model import SentenceLLM, sentence_positions
+from graftlm.segmenter import SegmentedBatch, segment_and_tokenize
+from graftlm.sllm.targets import sentence_positions
+
+if TYPE_CHECKING:  # annotations only: the class imports this module for its mixin
+    from graftlm.sllm.model import SentenceLLM
 
 SAMPLING_KEYS = ("do_sample", "temperature", "top_k", "top_p", "use_cache", "ignore_eos", "generator")
 DEFAULT_NEW_SENTENCES = 64  # max_sentences default = prompt + this, only for a backbone without a position limit
@@ -45,8 +49,6 @@ def _decode(tokenizer: Any, ids: list[int]) -> str:
 
 
 def _prompt_batch(sllm: SentenceLLM, prompts: Any, tokenizer: Any, segmenter: Any, max_sentences: int | None):
-    from graftlm.segmenter import RegexSegmenter, SegmentedBatch, segment_and_tokenize
-
     if isinstance(prompts, SegmentedBatch):
         batch = prompts
     else:
@@ -120,12 +122,11 @@ def _steps(
         tm = batch.token_mask.to(dev).bool() & sm[..., None]
         ids = batch.input_ids.to(dev)
         B, S = sm.shape
-        vectors = sllm.encode_sentences(ids[sm], tm[sm])
-        x = vectors.new_zeros(B, S, vectors.shape[-1]).index_put((*sm.nonzero(as_tuple=True),), vectors)
+        x = sllm.sentence_inputs(ids, tm, sm)
         hidden, cache = sllm.run_body(x, sm, sentence_positions(sm), sllm.adapter.new_cache(sllm.body), True)
         last = (torch.arange(S, device=dev) * sm).argmax(1)  # each row's last real sentence
         h_last = hidden[torch.arange(B, device=dev), last]
-        _check_finite_prefill(vectors, h_last)
+        _check_finite_prefill(x[sm], h_last)
         attn = sm
         n_sent = sm.sum(1)
         tokens_out = torch.zeros(B, dtype=torch.long, device=dev)
@@ -338,3 +339,19 @@ def stream(
             yield out
 
     return run()
+
+
+class GenerationMixin:
+    """`SentenceLLM`'s generation methods (the functions above, with the model as ``self``)."""
+
+    def generate(self, prompts: Any, tokenizer: Any = None, **kwargs: Any) -> Any:
+        """Continue each prompt sentence by sentence; see `graftlm.sllm.generation.generate`."""
+        return generate(self, prompts, tokenizer, **kwargs)
+
+    def continue_probability(self, prompts: Any, tokenizer: Any = None, **kwargs: Any) -> torch.Tensor:
+        """(B,) P(another sentence follows) after each prompt; see `graftlm.sllm.generation`."""
+        return continue_probability(self, prompts, tokenizer, **kwargs)
+
+    def stream(self, prompts: Any, tokenizer: Any = None, **kwargs: Any) -> Iterator[Any]:
+        """Yield, per step, each row's new segment (None for finished rows); same options as generate."""
+        return stream(self, prompts, tokenizer, **kwargs)

@@ -20,17 +20,26 @@ import importlib
 import json
 import re
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import torch
+from peft import LoraConfig
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from safetensors.torch import save_file
+from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
 from graftlm.atomic import atomic_folder, write_text
-from graftlm.hub import resolve_pretrained
+from graftlm.hub import check_pretrained, resolve_pretrained
 from graftlm.model_card import sllm_card
-from graftlm.sllm.model import SentenceLLM
+from graftlm.plugins import list_adapters
+from graftlm.safetensors_io import fit_problems, read_safetensors
+from graftlm.sllm.graft import graft_into
+from graftlm.tokenization import ByteTokenizer
 from graftlm.validation import readable_error
+from graftlm.vae import SentenceVAE
+
+if TYPE_CHECKING:  # annotations only: the class imports this module for its mixin
+    from graftlm.sllm.model import SentenceLLM
 
 CONFIG_NAME = "sllm_config.json"
 WEIGHTS_NAME = "sllm.safetensors"
@@ -69,8 +78,6 @@ def _json_default(value: Any) -> Any:
 
 
 def _tokenizer_kind(tokenizer: Any) -> str | None:
-    from graftlm.tokenization import ByteTokenizer
-
     if tokenizer is None:
         return None
     if isinstance(tokenizer, ByteTokenizer):
@@ -137,8 +144,6 @@ def save_pretrained(sllm: SentenceLLM, directory: str | Path, save_backbone: str
 
 def _read_lora(directory: Path, prefix: str | None) -> dict[str, torch.Tensor]:
     """The peft-format LoRA weights of ``directory`` under our names ({} without an adapter file)."""
-    from graftlm.safetensors_io import read_safetensors
-
     if not (directory / ADAPTER_WEIGHTS).is_file():
         return {}
     state = read_safetensors(directory / ADAPTER_WEIGHTS, "LoRA adapter weights")
@@ -154,17 +159,11 @@ def _load_reference(reference: str) -> Any:
             raise ValueError(f"the saved backbone loader {reference!r} cannot be imported ({err}); pass backbone=...") from err
         loaded = loader()
         return loaded[0] if isinstance(loaded, tuple) else loaded
-    from transformers import AutoModelForCausalLM
-
-    from graftlm.hub import check_pretrained
-
     check_pretrained(reference, "backbone", key="backbone.reference")
     return AutoModelForCausalLM.from_pretrained(reference)
 
 
 def _build_from_config(config_dict: dict[str, Any]) -> Any:
-    from transformers import AutoConfig, AutoModelForCausalLM
-
     cfg = dict(config_dict)
     cfg.pop("quantization_config", None)
     model_type = cfg.pop("model_type", None)
@@ -177,8 +176,6 @@ def _build_from_config(config_dict: dict[str, Any]) -> Any:
 def _lora_config(options: dict[str, Any]) -> Any:
     if not options:
         return None
-    from peft import LoraConfig
-
     names = {f.name for f in dataclasses.fields(LoraConfig) if f.init}
     return LoraConfig(**{k: v for k, v in options.items() if k in names})
 
@@ -254,33 +251,26 @@ def _check_width(backbone: Any, adapter: Any, config: dict[str, Any], path: Path
 
 
 def _check_state(sllm: SentenceLLM, state: dict[str, torch.Tensor], config: dict[str, Any], weights: Path) -> None:
-    expected = sllm.state_dict()
-    missing = [k for k in expected if k not in state and not k.startswith("vae.")
-               and not (config["save_backbone"] == "reference" and k.startswith("body."))]
-    unexpected = [k for k in state if k not in expected]
-    shapes = [f"{k}: file {tuple(v.shape)} vs model {tuple(expected[k].shape)}"
-              for k, v in state.items() if k in expected and v.shape != expected[k].shape]
-    if missing or unexpected or shapes:
-        parts = [f"missing {missing[:5]}" if missing else "", f"unexpected {unexpected[:5]}" if unexpected else "",
-                 f"wrong shapes {shapes[:5]}" if shapes else ""]
-        raise ValueError(f"{weights} does not fit the rebuilt model: " + "; ".join(p for p in parts if p)
+    expected = {k: tuple(v.shape) for k, v in sllm.state_dict().items()}
+
+    def loaded_elsewhere(key: str) -> bool:  # the VAE loads from vae/, a referenced body from its source
+        return key.startswith("vae.") or (config["save_backbone"] == "reference" and key.startswith("body."))
+
+    parts = fit_problems(expected, state, optional=loaded_elsewhere, theirs="file", limit=5)
+    if parts:
+        raise ValueError(f"{weights} does not fit the rebuilt model: " + " | ".join(parts)
                          + " (a different backbone, VAE or LoRA config than the one saved?)")
 
 
-def load(directory: str | Path, *, backbone: Any = None, device: str | torch.device | None = None,
-         **hub_kwargs: Any) -> SentenceLLM:
-    """Load a SentenceLLM saved with `SentenceLLM.save_pretrained`.
+def load(cls: type, directory: str | Path, *, backbone: Any = None, device: str | torch.device | None = None,
+         **hub_kwargs: Any) -> Any:
+    """Load a SentenceLLM saved with `SentenceLLM.save_pretrained`, as a ``cls`` (`SentenceLLM`).
 
     ``directory``: a folder or a model-hub id (``hub_kwargs``: ``revision``, ``cache_dir``, ``token``).
     ``backbone``: a fresh causal LM to graft instead of re-loading the saved reference.
     Every file is checked (config fields, safetensors integrity, widths and shapes) and an error
     names the file and the problem; nothing is unpickled.
     """
-    from graftlm.plugins import list_adapters
-    from graftlm.safetensors_io import read_safetensors
-    from graftlm.sllm.graft import graft
-    from graftlm.vae import SentenceVAE
-
     directory = resolve_pretrained(directory, "SentenceLLM", **hub_kwargs)
     path = directory / CONFIG_NAME
     config = read_config(path)
@@ -304,18 +294,14 @@ def load(directory: str | Path, *, backbone: Any = None, device: str | torch.dev
     backbone = backbone.to(getattr(torch, config.get("dtype", "float32")))
     tokenizer = None
     if config.get("tokenizer") == "byte":
-        from graftlm.tokenization import ByteTokenizer
-
         tokenizer = ByteTokenizer()
     elif config.get("tokenizer") == "saved":
-        from transformers import AutoTokenizer
-
         if not (directory / "tokenizer").is_dir():
             raise ValueError(f"{path} says the tokenizer was saved, but {directory / 'tokenizer'} is missing")
         tokenizer = AutoTokenizer.from_pretrained(str(directory / "tokenizer"))
     opts = config["graft"]
-    sllm = graft(
-        backbone, vae,
+    sllm = graft_into(
+        cls, backbone, vae,
         freeze=opts.get("freeze") or "none",
         train_layers=opts.get("train_layers"),
         lora=_lora_config(opts.get("lora")),
@@ -334,3 +320,19 @@ def load(directory: str | Path, *, backbone: Any = None, device: str | torch.dev
     if device is not None:
         sllm.to(device)
     return sllm
+
+
+class PretrainedMixin:
+    """`SentenceLLM`'s save/load methods (the functions above)."""
+
+    def save_pretrained(self, directory: Any, save_backbone: str = "reference", *,
+                        model_card: dict[str, Any] | None = None) -> None:
+        """Write config JSON + safetensors (LoRA in peft's format) + model card, atomically; see
+        `graftlm.sllm.io.save_pretrained`."""
+        save_pretrained(self, directory, save_backbone=save_backbone, model_card=model_card)
+
+    @classmethod
+    def from_pretrained(cls, directory: Any, **kwargs: Any) -> Any:
+        """Load what `save_pretrained` wrote, from a folder or a model-hub id; same as `graftlm.load`
+        (``backbone=``, ``device=``, ``revision=``, ``cache_dir=``, ``token=``)."""
+        return load(cls, directory, **kwargs)

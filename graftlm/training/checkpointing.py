@@ -32,10 +32,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from accelerate.utils import load
 from safetensors.torch import save_file
 
 from graftlm.atomic import begin_folder, commit_folder, temp_folder_for, write_json
-from graftlm.safetensors_io import check_safetensors_file, read_safetensors
+from graftlm.safetensors_io import check_safetensors_file, fit_problems, read_safetensors
 
 _NAME = re.compile(r"^step-(\d{8,})$")
 STATE_FILE = "trainer_state.json"
@@ -133,8 +134,6 @@ def _check_state_files(folder: Path) -> None:
 def _weights_only(path: Path) -> None:
     """Load ``path`` the way ``load_state`` will: weights-only (tensors, plus the numpy arrays of RNG
     states, which accelerate allows); no code runs. ValueError naming the file otherwise."""
-    from accelerate.utils import load
-
     if path.stat().st_size == 0:
         raise ValueError(f"{path} is empty (0 bytes): the checkpoint state was not written completely")
     try:
@@ -173,16 +172,16 @@ def check_fits(model: torch.nn.Module, weights: dict[str, torch.Tensor], source:
     by_storage: dict[int, list[str]] = {}
     for name, tensor in expected.items():
         by_storage.setdefault(tensor.data_ptr(), []).append(name)
-    missing = [k for k in expected if k not in weights
-               and not any(other in weights for other in by_storage[expected[k].data_ptr()])]
-    unexpected = [k for k in weights if k not in expected]
-    shapes = [f"{k}: checkpoint {tuple(v.shape)} vs model {tuple(expected[k].shape)}"
-              for k, v in weights.items() if k in expected and v.shape != expected[k].shape]
-    if shapes or (strict and (missing or unexpected)):
-        parts = [f"wrong shapes: {'; '.join(shapes[:5])}" if shapes else "",
-                 f"missing keys: {missing[:5]}" if strict and missing else "",
-                 f"unexpected keys: {unexpected[:5]}" if strict and unexpected else ""]
-        raise ValueError(f"{source} does not fit the model: " + " | ".join(p for p in parts if p))
+
+    def saved_as_a_tied_copy(key: str) -> bool:
+        return any(other in weights for other in by_storage[expected[key].data_ptr()])
+
+    shapes = {k: tuple(v.shape) for k, v in expected.items()}
+    parts = fit_problems(shapes, weights, optional=saved_as_a_tied_copy, limit=5)
+    if not strict:  # only the shapes must agree
+        parts = [p for p in parts if p.startswith("wrong shapes")]
+    if parts:
+        raise ValueError(f"{source} does not fit the model: " + " | ".join(parts))
 
 
 def set_aside(path: Path) -> Path:

@@ -20,7 +20,8 @@ import yaml
 from pydantic import ConfigDict, Field, StrictBool, ValidationError, model_validator
 from pydantic.dataclasses import dataclass
 
-from graftlm.validation import did_you_mean, readable_error
+from graftlm.suggest import did_you_mean
+from graftlm.validation import readable_error
 
 
 PositiveInt = Annotated[int, Field(ge=1)]
@@ -163,7 +164,7 @@ def check_keys(keys: Any, source: str) -> None:
     """Raise ValueError for the first unknown key, naming close matches."""
     for key in keys:
         if key not in FIELDS:
-            raise ValueError(f"unknown recipe key {key!r} in {source}{did_you_mean(str(key), FIELDS)}")
+            raise ValueError(f"unknown recipe key {key!r} in {source}; {did_you_mean(key, sorted(FIELDS), listing='valid keys')}")
 
 
 def parse_overrides(pairs: list[str] | None) -> dict[str, Any]:
@@ -182,14 +183,9 @@ def parse_overrides(pairs: list[str] | None) -> dict[str, Any]:
 
 
 def builtin_recipes() -> dict[str, Path]:
-    """Recipe name → path for the recipes shipped in ``recipes/`` (repo) and ``graftlm/recipes``."""
-    found: dict[str, Path] = {}
-    repo = Path(__file__).resolve().parents[2] / "recipes"
+    """Recipe name → path for the recipes shipped in the package (``graftlm/recipes``)."""
     packaged = Path(str(resources.files("graftlm"))) / "recipes"
-    for folder in (packaged, repo):
-        if folder.is_dir():
-            found.update({p.stem: p for p in sorted(folder.glob("*.yaml"))})
-    return found
+    return {p.stem: p for p in sorted(packaged.glob("*.yaml"))}
 
 
 def resolve_recipe(name_or_path: str) -> Path:
@@ -201,11 +197,12 @@ def resolve_recipe(name_or_path: str) -> Path:
     known = builtin_recipes()
     if name_or_path in known:
         return known[name_or_path]
-    raise ValueError(f"no recipe named {name_or_path!r}{did_you_mean(name_or_path, known, label='known recipes')}")
+    hint = did_you_mean(name_or_path, known, listing="known recipes", cutoff=0.5)
+    raise ValueError(f"no recipe named {name_or_path!r}: {hint}")
 
 
 def load_recipe(name_or_path: str | os.PathLike, overrides: dict[str, Any] | list[str] | None = None) -> TrainConfig:
-    """Read a recipe (a name from ``recipes/`` or a YAML path), apply overrides, validate."""
+    """Read a recipe (a name from ``graftlm/recipes/`` or a YAML path), apply overrides, validate."""
     path = resolve_recipe(str(name_or_path))
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}

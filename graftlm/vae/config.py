@@ -16,6 +16,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from transformers import AutoConfig, PretrainedConfig
 
+from graftlm.atomic import write_text
 from graftlm.validation import check_known_keys
 
 FUSIONS = ("sum", "mean", "weighted")
@@ -214,8 +215,6 @@ class SentenceVAEConfig(PretrainedConfig):
         return super().from_dict(config_dict, **kwargs)
 
     def to_json_file(self, json_file_path: str | Path, use_diff: bool = True) -> None:
-        from graftlm.atomic import write_text
-
         write_text(json_file_path, self.to_json_string(use_diff=use_diff))
 
     @classmethod
