@@ -25,6 +25,9 @@ class TeleChatAdapter(BackboneAdapter):
     def matches(self, model: nn.Module) -> bool:
         return super().matches(model) and hasattr(getattr(model, "transformer", None), "h")
 
+    def body(self, model: nn.Module) -> nn.Module:
+        return model.transformer
+
     def strip(self, model: nn.Module) -> nn.Module:
         body = model.transformer
         body.word_embeddings = None
