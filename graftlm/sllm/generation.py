@@ -2,8 +2,9 @@
 termination head → VAE decoder (KV-cached) → re-encode the new sentence WITH its mask → one
 backbone step with the body's KV cache.
 
-All rows advance together; a finished row keeps riding along masked out (no re-indexing, no
-per-row host work). Host syncs per step: one ``active.any()`` plus those inside ``vae.generate``.
+All rows advance together, left-aligned: each row's prompt ends in the last column and every new
+sentence is appended right after it, so no row has padding between its sentences (`left_aligned`);
+a finished row keeps riding along masked out (no re-indexing, no per-row host work). Host syncs per step: one ``active.any()`` plus those inside ``vae.generate``.
 """
 
 from __future__ import annotations
@@ -121,10 +122,10 @@ def _steps(
         ids = batch.input_ids.to(dev)
         B, S = sm.shape
         vectors = sllm.encode_sentences(ids[sm], tm[sm])
+        sm = left_aligned(sm)
         x = vectors.new_zeros(B, S, vectors.shape[-1]).index_put((*sm.nonzero(as_tuple=True),), vectors)
         hidden, cache = sllm.run_body(x, sm, sentence_positions(sm), sllm.adapter.new_cache(sllm.body), True)
-        last = (torch.arange(S, device=dev) * sm).argmax(1)  # each row's last real sentence
-        h_last = hidden[torch.arange(B, device=dev), last]
+        h_last = hidden[:, -1]  # every row's last real sentence is in the last column
         _check_finite_prefill(vectors, h_last)
         attn = sm
         n_sent = sm.sum(1)
@@ -165,6 +166,20 @@ def _steps(
             tokens_out = tokens_out + mask.sum(1)
             active = emitted
         yield new_ids, mask, emitted, h_last
+
+
+def left_aligned(sentence_mask: torch.Tensor) -> torch.Tensor:
+    """(B, S) bool → the same number of real sentences per row, all at the end of the row.
+
+    Rows are laid out contiguously with the padding first, so that the prompt and every new
+    sentence appended after it form one unbroken run: a backbone whose state depends on key
+    indices (ALiBi from indices, MPT) or on every earlier input (convolution / recurrent layers,
+    Jamba, LFM2) then computes in a batch exactly what it computes for the row alone. The real
+    sentences keep their order (`index_put` with the row-major ``nonzero`` of this mask).
+    """
+    S = sentence_mask.shape[1]
+    count = sentence_mask.sum(1, keepdim=True)
+    return torch.arange(S, device=sentence_mask.device)[None] >= S - count
 
 
 def _check_finite_prefill(vectors: torch.Tensor, h_last: torch.Tensor) -> None:
