@@ -1,6 +1,7 @@
 """The architecture sweep: 39 decoder-only architectures of the installed transformers (tiny random
-configs) each graft, train (forward + backward), stay causal, batch exactly and generate — or are
-refused at `graft()` with an error naming the architecture and the property it lacks.
+configs), plus TeleChat from Tele-AI's own code, each graft, train (forward + backward), stay
+causal, batch exactly and generate — or are refused at `graft()` with an error naming the
+architecture and the property it lacks.
 
 docs/adapters.md holds the same table in words; change both together.
 """
@@ -17,6 +18,7 @@ from graftlm.plugins.selftest import SelfTestError
 from graftlm.segmenter import SegmentedBatch
 from graftlm.vae import SentenceVAE, SentenceVAEConfig
 
+from fixtures.telechat import tiny_telechat
 from fixtures.tiny_archs import ARCHS, VOCAB, tiny_arch
 from fixtures.tiny_models import one_thread  # noqa: F401
 
@@ -53,9 +55,12 @@ def _row(batch: SegmentedBatch, b: int) -> SegmentedBatch:
     return SegmentedBatch(batch.input_ids[b : b + 1, :n], batch.token_mask[b : b + 1, :n], batch.sentence_mask[b : b + 1, :n])
 
 
-@pytest.mark.parametrize("name", list(ARCHS))
+BUILDERS = {**{name: (lambda name=name: tiny_arch(name)) for name in ARCHS}, "telechat": tiny_telechat}
+
+
+@pytest.mark.parametrize("name", list(BUILDERS))
 def test_architecture_grafts_trains_is_causal_and_batches_exactly(name, vae):
-    model = tiny_arch(name)
+    model = BUILDERS[name]()
     embed = model.get_input_embeddings()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
