@@ -56,6 +56,17 @@ class _ForgetsCache(GenericAdapter):
         return super().forward(body, inputs_embeds, attention_mask[:, -L:], position_ids, None, use_cache)
 
 
+class _NoCache(GenericAdapter):
+    """Runs, but cannot keep a cache for generation."""
+
+    name = "no-cache"
+
+    def forward(self, body, inputs_embeds, attention_mask, position_ids, past_key_values=None, use_cache=False):
+        if use_cache:
+            raise TypeError("this body keeps no cache")
+        return super().forward(body, inputs_embeds, attention_mask, position_ids)
+
+
 @pytest.mark.parametrize(
     ("adapter", "words"),
     [
@@ -63,6 +74,7 @@ class _ForgetsCache(GenericAdapter):
         (_NoMask(), "ignores the padding mask or the position ids"),
         (_NoPositions(), "ignores the padding mask or the position ids"),
         (_ForgetsCache(), "a cached step gives different states"),
+        (_NoCache(), "cannot keep a cache"),
     ],
 )
 def test_a_wrong_body_is_refused_before_anything_is_modified(adapter, words):
@@ -106,4 +118,4 @@ def test_verified_architecture_skips_the_probe_and_unverified_runs_it():
         verified_model_types = ()
 
     graft(tiny_llama(), tiny_vae(), own_vocab=True, adapter=_Unverified())
-    assert _Counting.calls >= 3  # full batch, prefill and one cached step, then the stripped body's smoke run
+    assert _Counting.calls == 3  # the probe's prefill and cached step, then the stripped body's smoke run

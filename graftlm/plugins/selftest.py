@@ -10,9 +10,10 @@ random sentence vectors each (``a`` = five vectors, ``p`` = random padding, mask
   position 2 must). A causal body also cannot be changed by trailing padding (training batches'
   layout), so that needs no row of its own.
 
-Then a prefill of the first four columns with the body's cache plus one cached step must give
-the full forward's states (generation's KV-cached steps). Padding vectors are random, not zero,
-so a body that reads padding cannot pass by luck.
+The batch runs as a prefill with the body's cache; then one cached step appends ``a3`` to
+every row, and row 1's new state must equal row 0's state of ``a3`` (generation's cached steps
+after a left-padded prompt). Padding vectors are random, not zero, so a body that reads padding
+cannot pass by luck.
 """
 
 from __future__ import annotations
@@ -68,10 +69,16 @@ def probe(adapter: BackboneAdapter, body: nn.Module, arch: str) -> None:
     body.eval()
     try:
         with torch.no_grad():
+            cache_error: Exception | None = None
             try:
-                out, _ = adapter.forward(body, x, mask, pos)
-            except Exception as err:  # noqa: BLE001 - any failure means the body cannot run sentence vectors
-                raise _failure(arch, f"its body cannot run on sentence vectors ({type(err).__name__}: {err})") from err
+                out, cache = adapter.forward(body, x, mask, pos, adapter.new_cache(body), True)
+            except Exception as err:  # noqa: BLE001 - retried without a cache to tell the two failures apart
+                cache_error = err
+                try:
+                    out, cache = adapter.forward(body, x, mask, pos)
+                except Exception as plain_err:  # noqa: BLE001 - any failure means the body cannot run vectors
+                    raise _failure(arch, f"its body cannot run on sentence vectors ({type(plain_err).__name__}: "
+                                         f"{plain_err})") from plain_err
             if tuple(out.shape[:2]) != (3, L):
                 raise _failure(arch, f"its body returned shape {tuple(out.shape)} for {tuple(x.shape)} inputs")
             if not bool(torch.isfinite(out[mask]).all()):
@@ -86,22 +93,25 @@ def probe(adapter: BackboneAdapter, body: nn.Module, arch: str) -> None:
                 raise _failure(arch, "it ignores the padding mask or the position ids: after leading padding the "
                                      "same sentences get different states, so a row batched with longer ones would "
                                      "compute something different than alone")
-            _probe_cache(adapter, body, arch, x, mask, pos, out, tol)
+            if cache_error is not None:
+                raise _failure(arch, f"its body cannot keep a cache ({type(cache_error).__name__}: {cache_error}), "
+                                     "so generation could not continue a prompt") from cache_error
+            _probe_cache(adapter, body, arch, x, mask, pos, out, cache, tol)
     finally:
         for module, training in modes:
             module.training = training
 
 
 def _probe_cache(adapter: BackboneAdapter, body: nn.Module, arch: str, x: torch.Tensor, mask: torch.Tensor,
-                 pos: torch.Tensor, full: torch.Tensor, tol: float) -> None:
-    rows = slice(0, 2)  # the reference and the left-padded row: generation's layout
+                 pos: torch.Tensor, out: torch.Tensor, cache: Any, tol: float) -> None:
+    step_x = x[0, 3].expand(x.shape[0], 1, -1)  # a3 appended to every row
+    step_mask = torch.cat([mask, torch.ones_like(mask[:, :1])], 1)
     try:
-        _, cache = adapter.forward(body, x[rows, :4], mask[rows, :4], pos[rows, :4], adapter.new_cache(body), True)
-        step, _ = adapter.forward(body, x[rows, 4:], mask[rows], pos[rows, 4:], cache, True)
+        step, _ = adapter.forward(body, step_x, step_mask, pos[:, -1:] + 1, cache, True)
     except Exception as err:  # noqa: BLE001
         raise _failure(arch, f"its body cannot take one cached step ({type(err).__name__}: {err}), so generation "
                              "could not continue a prompt") from err
-    if not _close(step[:, 0], full[rows, 4], tol):
+    if not _close(step[1, 0], out[0, 3], tol):  # row 1 is now p p a0 a1 a2 a3
         raise _failure(arch, "a cached step gives different states than the full forward, so generated "
                              "sentences would not follow from the prompt")
 
