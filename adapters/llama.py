@@ -1,6 +1,6 @@
 """The Llama family (Llama, Mistral, Qwen2/3, SmolLM2) under the name ``llama``.
 
-No code of its own: the generic adapter does the work. It stays registered because saved
+Almost no code of its own: the generic adapter does the work. It stays registered because saved
 SentenceLLMs name their adapter (``"adapter": "llama"`` in sllm_config.json) and because the test
 suite verifies these four architectures (causality, padding on either side, cached steps), so
 `graft` skips its self-test for them.
@@ -25,6 +25,10 @@ class LlamaAdapter(GenericAdapter):
 
     def matches(self, model: nn.Module) -> bool:
         return BackboneAdapter.matches(self, model)
+
+    # transformers' DynamicCache from the start: older releases (4.46) return a legacy tuple cache,
+    # deprecated there, when the body builds the cache itself
+    new_cache = BackboneAdapter.new_cache
 
 
 @hookimpl

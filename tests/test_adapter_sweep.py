@@ -25,7 +25,6 @@ from fixtures.tiny_models import one_thread  # noqa: F401
 # architecture -> words the refusal must contain; every other one must graft and pass everything
 REFUSED = {
     "recurrent_gemma": "ignores the padding mask",  # recurrent layers run over padding
-    "mamba": "cached step",  # its cache needs cache_position bookkeeping the body call cannot give it
     "gemma3n": "vocabulary-sized embeddings",  # per-layer inputs looked up by token id
     "rwkv": "ignores the padding mask",  # state passed as `state`, mask unused
 }

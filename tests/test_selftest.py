@@ -119,3 +119,14 @@ def test_verified_architecture_skips_the_probe_and_unverified_runs_it():
 
     graft(tiny_llama(), tiny_vae(), own_vocab=True, adapter=_Unverified())
     assert _Counting.calls == 3  # the probe's prefill and cached step, then the stripped body's smoke run
+
+
+def test_mamba_needs_its_own_adapter():
+    """The generic adapter's cached steps on Mamba drift (it masks the wrong positions); the mamba
+    adapter passes only the new positions' mask (adapters/mamba.py)."""
+    from fixtures.tiny_archs import VOCAB, tiny_arch
+    from graftlm.plugins import find_adapter
+
+    assert find_adapter(tiny_arch("mamba")).name == "mamba"
+    with pytest.raises(SelfTestError, match="MambaForCausalLM.*a cached step gives different states"):
+        graft(tiny_arch("mamba"), tiny_vae(vocab=VOCAB), adapter=GenericAdapter())
