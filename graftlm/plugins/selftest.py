@@ -123,8 +123,3 @@ def vocabulary_embeddings(body: nn.Module) -> list[str]:
     config = getter() if callable(getter) else config
     sizes = {v for k, v in vars(config).items() if "vocab_size" in k and isinstance(v, int)} if config else set()
     return [name for name, m in body.named_modules() if isinstance(m, nn.Embedding) and m.num_embeddings in sizes]
-
-
-def describe(model: Any) -> str:
-    config = getattr(model, "config", None)
-    return f"{type(model).__name__} (model_type {getattr(config, 'model_type', None)!r})"

@@ -10,7 +10,8 @@ import torch
 from torch import nn
 
 from graftlm.plugins import BackboneAdapter, find_adapter, is_grafted, mark_grafted
-from graftlm.plugins.selftest import SelfTestError, describe, probe, vocabulary_embeddings
+from graftlm.plugins.manager import describe_model
+from graftlm.plugins.selftest import SelfTestError, probe, vocabulary_embeddings
 from graftlm.sllm.leak import check_attention
 from graftlm.sllm.model import SentenceLLM
 
@@ -126,7 +127,7 @@ def _self_test(adapter: BackboneAdapter, model: nn.Module) -> None:
     try:
         body = adapter.body(model)
     except Exception as err:  # noqa: BLE001 - the adapter cannot find a body in this model
-        raise SelfTestError(f"adapter {adapter.name!r} finds no body in {describe(model)}: {err}. "
+        raise SelfTestError(f"adapter {adapter.name!r} finds no body in {describe_model(model)}: {err}. "
                             "The model was not modified.") from err
     probe(adapter, body, type(model).__name__)
 
@@ -224,7 +225,7 @@ def graft(
         raise TypeError(f"adapter must be a graftlm.plugins.BackboneAdapter instance, got {type(adapter).__name__}")
     if explicit and not adapter.matches(model):
         warnings.warn(
-            f"adapter {adapter.name or type(adapter).__name__!r} does not list {describe(model)}; using it because "
+            f"adapter {adapter.name or type(adapter).__name__!r} does not list {describe_model(model)}; using it because "
             "it was passed explicitly (graft's self-test checks the result)", UserWarning, stacklevel=2,
         )
     _check_vocab(model, vae, tokenizer, own_vocab)
