@@ -25,7 +25,7 @@ from fixtures.tiny_models import one_thread  # noqa: F401
 # architecture -> words the refusal must contain; every other one must graft and pass everything
 REFUSED = {
     "recurrent_gemma": "ignores the padding mask",  # recurrent layers run over padding
-    "gemma3n": "vocabulary-sized embeddings",  # per-layer inputs looked up by token id
+    "gemma3n": "vocabulary-sized embeddings besides its token embedding (embed_tokens_per_layer)",
     "rwkv": "ignores the padding mask",  # state passed as `state`, mask unused
 }
 FIXED = dict(ignore_stop=True, ignore_eos=True, max_tokens_per_sentence=3, max_new_sentences=2)

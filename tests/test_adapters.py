@@ -118,6 +118,31 @@ def test_opt_350m_style_body_width_is_word_embed_proj_dim():
     assert hidden.shape == (1, 2, 16)
 
 
+def test_generic_adapter_body_width_is_the_input_embeddings():
+    from graftlm_adapters.generic import GenericAdapter
+
+    model = tiny_opt(hidden=32, proj=16)  # OPT-350M-style: project_in/out around a wider decoder
+    adapter = GenericAdapter()
+    body = adapter.strip(model)
+    assert adapter.hidden_size(body) == 16 and len(adapter.layers(body)) == 2
+    hidden, _ = adapter.forward(body, torch.randn(1, 2, 16), torch.ones(1, 2, dtype=torch.bool), torch.arange(2)[None])
+    assert hidden.shape == (1, 2, 16)
+
+
+def test_generic_strip_frees_a_tied_embedding():
+    from fixtures.tiny_models import tiny_gpt2
+    from graftlm_adapters.generic import GenericAdapter
+
+    model = tiny_gpt2()
+    ref = weakref.ref(model.transformer.wte.weight)
+    assert model.lm_head.weight is model.transformer.wte.weight
+    body = GenericAdapter().strip(model)
+    assert model.lm_head is None and body.wte is None
+    del model
+    gc.collect()
+    assert ref() is None
+
+
 def test_telechat_is_taken_by_the_generic_adapter():
     model = tiny_telechat()
     assert type(model).__name__ == "TelechatForCausalLM" and model.config.model_type == "telechat"

@@ -130,3 +130,29 @@ def test_mamba_needs_its_own_adapter():
     assert find_adapter(tiny_arch("mamba")).name == "mamba"
     with pytest.raises(SelfTestError, match="MambaForCausalLM.*a cached step gives different states"):
         graft(tiny_arch("mamba"), tiny_vae(vocab=VOCAB), adapter=GenericAdapter())
+
+
+class _KeepsEmbedding(GenericAdapter):
+    """Forgets to remove the token embedding."""
+
+    name = "keeps-embedding"
+
+    def strip(self, model):
+        model.lm_head = None
+        return model.base_model
+
+
+def test_an_embedding_left_after_strip_is_refused_and_rolled_back():
+    model = tiny_gpt2()
+    head = model.lm_head
+    with pytest.raises(SelfTestError, match=r"vocabulary-sized embeddings besides its token embedding \(wte\).*rolled back"):
+        graft(model, tiny_vae(), own_vocab=True, adapter=_KeepsEmbedding())
+    assert model.lm_head is head
+
+
+def test_a_second_vocabulary_table_is_refused_before_anything_is_modified():
+    model = tiny_gpt2()
+    model.transformer.lookup = torch.nn.Embedding(model.config.vocab_size, 4)  # Gemma-3n-like per-layer table
+    with pytest.raises(SelfTestError, match=r"\(lookup\).*The model was not modified"):
+        graft(model, tiny_vae(), own_vocab=True)
+    assert model.transformer.wte is not None and model.lm_head is not None

@@ -116,10 +116,12 @@ def _probe_cache(adapter: BackboneAdapter, body: nn.Module, arch: str, x: torch.
                              "sentences would not follow from the prompt")
 
 
-def vocabulary_embeddings(body: nn.Module) -> list[str]:
-    """Names of embeddings left in ``body`` whose rows are a vocabulary (sized by a config ``*vocab_size*``)."""
+def vocabulary_embeddings(body: nn.Module, besides: nn.Module | None = None) -> list[str]:
+    """Names of embeddings in ``body`` (other than ``besides``) whose rows are a vocabulary (sized by
+    a config ``*vocab_size*`` field)."""
     config = getattr(body, "config", None)
     getter = getattr(config, "get_text_config", None)
     config = getter() if callable(getter) else config
     sizes = {v for k, v in vars(config).items() if "vocab_size" in k and isinstance(v, int)} if config else set()
-    return [name for name, m in body.named_modules() if isinstance(m, nn.Embedding) and m.num_embeddings in sizes]
+    return [name for name, m in body.named_modules()
+            if isinstance(m, nn.Embedding) and m is not besides and m.num_embeddings in sizes]

@@ -129,17 +129,27 @@ def _self_test(adapter: BackboneAdapter, model: nn.Module) -> None:
     except Exception as err:  # noqa: BLE001 - the adapter cannot find a body in this model
         raise SelfTestError(f"adapter {adapter.name!r} finds no body in {describe_model(model)}: {err}. "
                             "The model was not modified.") from err
+    try:
+        token_embedding = model.get_input_embeddings()
+    except (AttributeError, NotImplementedError):
+        token_embedding = None
+    if token_embedding is not None:  # the embedding strip removes is no reason to refuse
+        _refuse_vocabulary_tables(model, vocabulary_embeddings(body, besides=token_embedding))
     probe(adapter, body, type(model).__name__)
+
+
+def _refuse_vocabulary_tables(model: nn.Module, names: list[str]) -> None:
+    if names:
+        raise SelfTestError(
+            f"{type(model).__name__} holds vocabulary-sized embeddings besides its token embedding "
+            f"({', '.join(names)}): it looks its inputs up by token id, and a sentence position has none. "
+            "The model was not modified."
+        )
 
 
 def _check_stripped(adapter: BackboneAdapter, model: nn.Module, body: nn.Module) -> None:
     """After strip: no vocabulary-sized table left behind, and the body still runs without its embedding."""
-    left = vocabulary_embeddings(body)
-    if left:
-        raise SelfTestError(
-            f"{type(model).__name__} still holds vocabulary-sized embeddings after strip ({', '.join(left)}): it "
-            "looks its inputs up by token id, and a sentence position has none"
-        )
+    _refuse_vocabulary_tables(model, vocabulary_embeddings(body))
     param = next(body.parameters())
     x = torch.zeros(1, 1, int(adapter.hidden_size(body)), dtype=param.dtype, device=param.device)
     one = torch.ones(1, 1, dtype=torch.bool, device=param.device)
