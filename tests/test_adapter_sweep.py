@@ -90,6 +90,12 @@ def test_architecture_grafts_trains_is_causal_and_batches_exactly(name, vae):
     assert torch.allclose(after[0, :2], before[0, :2], atol=1e-5)
     assert not torch.allclose(after[0, 2], before[0, 2], atol=1e-5)
 
+    # batch == alone in training too: the shorter, right-padded row's states are its own
+    with torch.no_grad():
+        row = _row(batch, 1)
+        alone = sllm(row.input_ids, row.token_mask, row.sentence_mask).hidden_states
+    assert torch.allclose(alone[0], before[1, :2], atol=1e-5)
+
     # batch == alone: rows of different lengths generate what each generates by itself
     prompts = _batch([3, 1], seed=1)
     together = sllm.generate(prompts, return_dict=True, output_hidden_states=True, **FIXED)
