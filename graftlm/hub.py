@@ -10,6 +10,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from huggingface_hub import try_to_load_from_cache
+from huggingface_hub.utils import validate_repo_id
+
 _TRUE = {"1", "on", "yes", "true"}
 
 
@@ -23,10 +26,6 @@ def _looks_like_path(name: str) -> bool:
 
 
 def _in_cache(repo_id: str) -> bool:
-    try:
-        from huggingface_hub import try_to_load_from_cache
-    except ImportError:  # pragma: no cover - transformers depends on huggingface_hub
-        return True
     return any(isinstance(try_to_load_from_cache(repo_id, f), str)
                for f in ("config.json", "tokenizer_config.json", "tokenizer.json"))
 
@@ -43,11 +42,7 @@ def check_pretrained(name: str, what: str, key: str | None = None) -> None:
     if _looks_like_path(name):
         raise ValueError(f"{what} path {name!r}{where} does not exist; check the spelling (absolute path: {path.absolute()})")
     try:
-        from huggingface_hub.utils import validate_repo_id
-
         validate_repo_id(name)
-    except ImportError:  # pragma: no cover
-        pass
     except Exception as err:
         raise ValueError(f"{what} {name!r}{where} is neither an existing local path nor a valid model-hub id ({err})") from err
     if hub_offline() and not _in_cache(name):

@@ -11,7 +11,7 @@ import torch
 
 from graftlm import graft
 from graftlm.segmenter import SegmentedBatch
-from graftlm.sllm.generation import left_aligned
+from graftlm.sllm.generation import left_align
 from graftlm.vae import SentenceVAE, SentenceVAEConfig
 
 from fixtures.tiny_archs import VOCAB, tiny_arch
@@ -38,10 +38,13 @@ def _prompts(counts: list[int], left: bool = False) -> SegmentedBatch:
     return SegmentedBatch(ids * tm, tm, sm)
 
 
-def test_left_aligned_moves_each_rows_sentences_to_the_end():
+def test_left_align_moves_each_rows_sentences_to_the_end_in_order():
     mask = torch.tensor([[1, 1, 0, 0], [1, 0, 0, 0], [0, 1, 1, 0], [1, 1, 1, 1]], dtype=torch.bool)
+    inputs = torch.arange(16.0).reshape(4, 4, 1) * mask[..., None] + 100 * ~mask[..., None]  # padding = 100
+    moved, moved_mask = left_align(inputs, mask)
     expected = torch.tensor([[0, 0, 1, 1], [0, 0, 0, 1], [0, 0, 1, 1], [1, 1, 1, 1]], dtype=torch.bool)
-    assert torch.equal(left_aligned(mask), expected)
+    assert torch.equal(moved_mask, expected)
+    assert moved[..., 0].tolist() == [[100, 100, 0, 1], [100, 100, 100, 4], [100, 100, 9, 10], [12, 13, 14, 15]]
 
 
 @pytest.mark.parametrize("name", ["mpt", "jamba"])

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 import torch
 from torch import nn
@@ -192,6 +195,11 @@ def test_non_vae_is_refused():
 
 
 def test_graft_is_exported_lazily():
+    """`import graftlm` loads no model code; the first use of `graftlm.graft` loads it."""
+    code = ("import sys, graftlm; before = 'graftlm.sllm.model' in sys.modules; graftlm.graft; "
+            "print(before, 'graftlm.sllm.model' in sys.modules)")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert res.stdout.split() == ["False", "True"], res.stderr[-2000:]
     assert graftlm.graft is graft
 
 

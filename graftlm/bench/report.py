@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 import json
+import os
 import platform
 import time
 from pathlib import Path
 from typing import Any
 
 import torch
+import transformers
 
 
 def load_average() -> list[float] | None:
     """1/5/15-minute load averages (how busy the shared machine was), None where unsupported."""
-    import os
-
     try:
         return [round(x, 2) for x in os.getloadavg()]
     except (OSError, AttributeError):
@@ -23,8 +23,6 @@ def load_average() -> list[float] | None:
 
 def machine_info() -> dict[str, Any]:
     """CPU/GPU, threads and library versions: what the timings depend on."""
-    import transformers
-
     cpu = platform.processor() or ""
     try:
         with open("/proc/cpuinfo") as f:

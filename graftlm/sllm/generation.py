@@ -3,7 +3,7 @@ termination head → VAE decoder (KV-cached) → re-encode the new sentence WITH
 backbone step with the body's KV cache.
 
 All rows advance together, left-aligned: each row's prompt ends in the last column and every new
-sentence is appended right after it, so no row has padding between its sentences (`left_aligned`);
+sentence is appended right after it, so no row has padding between its sentences (`left_align`);
 a finished row keeps riding along masked out (no re-indexing, no per-row host work). Host syncs per step: one ``active.any()`` plus those inside ``vae.generate``.
 """
 
@@ -11,12 +11,16 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
 
-from graftlm.sllm.model import SentenceLLM, sentence_positions
+from graftlm.segmenter import SegmentedBatch, segment_and_tokenize
+from graftlm.sllm.targets import sentence_positions
+
+if TYPE_CHECKING:  # annotations only: the class imports this module for its mixin
+    from graftlm.sllm.model import SentenceLLM
 
 SAMPLING_KEYS = ("do_sample", "temperature", "top_k", "top_p", "use_cache", "ignore_eos", "generator")
 DEFAULT_NEW_SENTENCES = 64  # max_sentences default = prompt + this, only for a backbone without a position limit
@@ -46,8 +50,6 @@ def _decode(tokenizer: Any, ids: list[int]) -> str:
 
 
 def _prompt_batch(sllm: SentenceLLM, prompts: Any, tokenizer: Any, segmenter: Any, max_sentences: int | None):
-    from graftlm.segmenter import RegexSegmenter, SegmentedBatch, segment_and_tokenize
-
     if isinstance(prompts, SegmentedBatch):
         batch = prompts
     else:
@@ -121,12 +123,10 @@ def _steps(
         tm = batch.token_mask.to(dev).bool() & sm[..., None]
         ids = batch.input_ids.to(dev)
         B, S = sm.shape
-        vectors = sllm.encode_sentences(ids[sm], tm[sm])
-        sm = left_aligned(sm)
-        x = vectors.new_zeros(B, S, vectors.shape[-1]).index_put((*sm.nonzero(as_tuple=True),), vectors)
+        x, sm = left_align(sllm.sentence_inputs(ids, tm, sm), sm)
         hidden, cache = sllm.run_body(x, sm, sentence_positions(sm), sllm.adapter.new_cache(sllm.body), True)
         h_last = hidden[:, -1]  # every row's last real sentence is in the last column
-        _check_finite_prefill(vectors, h_last)
+        _check_finite_prefill(x[sm], h_last)
         attn = sm
         n_sent = sm.sum(1)
         tokens_out = torch.zeros(B, dtype=torch.long, device=dev)
@@ -168,18 +168,18 @@ def _steps(
         yield new_ids, mask, emitted, h_last
 
 
-def left_aligned(sentence_mask: torch.Tensor) -> torch.Tensor:
-    """(B, S) bool → the same number of real sentences per row, all at the end of the row.
+def left_align(inputs: torch.Tensor, sentence_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(B, S, d) inputs and (B, S) bool mask → the same, each row's real sentences moved (in order)
+    to the end of the row, padding first.
 
-    Rows are laid out contiguously with the padding first, so that the prompt and every new
-    sentence appended after it form one unbroken run: a backbone whose state depends on key
-    indices (ALiBi from indices, MPT) or on every earlier input (convolution / recurrent layers,
-    Jamba, LFM2) then computes in a batch exactly what it computes for the row alone. The real
-    sentences keep their order (`index_put` with the row-major ``nonzero`` of this mask).
+    Rows are laid out contiguously so that the prompt and every new sentence appended after it
+    form one unbroken run: a backbone whose state depends on key indices (ALiBi from indices,
+    MPT) or on every earlier input (convolution / recurrent layers, Jamba, LFM2) then computes in
+    a batch exactly what it computes for the row alone.
     """
-    S = sentence_mask.shape[1]
-    count = sentence_mask.sum(1, keepdim=True)
-    return torch.arange(S, device=sentence_mask.device)[None] >= S - count
+    order = sentence_mask.long().argsort(dim=1, stable=True)  # padding (0) first, each side in order
+    moved = inputs.gather(1, order[..., None].expand(-1, -1, inputs.shape[-1]))
+    return moved, sentence_mask.gather(1, order)
 
 
 def _check_finite_prefill(vectors: torch.Tensor, h_last: torch.Tensor) -> None:
@@ -332,3 +332,19 @@ def stream(
             yield out
 
     return run()
+
+
+class GenerationMixin:
+    """`SentenceLLM`'s generation methods (the functions above, with the model as ``self``)."""
+
+    def generate(self, prompts: Any, tokenizer: Any = None, **kwargs: Any) -> Any:
+        """Continue each prompt sentence by sentence; see `graftlm.sllm.generation.generate`."""
+        return generate(self, prompts, tokenizer, **kwargs)
+
+    def continue_probability(self, prompts: Any, tokenizer: Any = None, **kwargs: Any) -> torch.Tensor:
+        """(B,) P(another sentence follows) after each prompt; see `graftlm.sllm.generation`."""
+        return continue_probability(self, prompts, tokenizer, **kwargs)
+
+    def stream(self, prompts: Any, tokenizer: Any = None, **kwargs: Any) -> Iterator[Any]:
+        """Yield, per step, each row's new segment (None for finished rows); same options as generate."""
+        return stream(self, prompts, tokenizer, **kwargs)

@@ -1,4 +1,6 @@
-"""`graft(model, vae)`: strip a causal LM's embedding and LM head and wrap it into a SentenceLLM."""
+"""Grafting: strip a causal LM's embedding and LM head and wrap it into a SentenceLLM (the public
+`graftlm.graft` is `graft_into(SentenceLLM, ...)`; the class comes in as ``cls`` so that loading,
+which grafts too, needs no import of the class)."""
 
 from __future__ import annotations
 
@@ -7,13 +9,13 @@ from collections.abc import Iterable
 from typing import Any
 
 import torch
+from peft import LoraConfig, inject_adapter_in_model
 from torch import nn
 
 from graftlm.plugins import BackboneAdapter, find_adapter, is_grafted, mark_grafted
 from graftlm.plugins.manager import describe_model
 from graftlm.plugins.selftest import SelfTestError, probe, vocabulary_embeddings
-from graftlm.sllm.leak import check_attention
-from graftlm.sllm.model import SentenceLLM
+from graftlm.sllm.leak import apply_attention, check_attention
 
 FREEZE_CHOICES = ("none", "vae", "backbone")
 
@@ -59,7 +61,7 @@ def _check_vocab(model: nn.Module, vae: Any, tokenizer: Any, own_vocab: bool) ->
             )
 
 
-def _apply_freezing(sllm: SentenceLLM, frozen: set[str], train_layers: int | None, lora: Any) -> None:
+def _apply_freezing(sllm: Any, frozen: set[str], train_layers: int | None, lora: Any) -> None:
     if "vae" in frozen:
         sllm.vae.requires_grad_(False)
     if "backbone" in frozen or lora is not None:
@@ -111,10 +113,6 @@ class _Rollback:
 
 
 def _inject_lora(body: nn.Module, lora: Any) -> None:
-    try:
-        from peft import LoraConfig, inject_adapter_in_model
-    except ImportError as exc:  # pragma: no cover - peft is a dependency
-        raise ImportError("lora=... needs the `peft` package: pip install peft") from exc
     if not isinstance(lora, LoraConfig):
         raise TypeError(f"lora must be a peft.LoraConfig, got {type(lora).__name__}")
     inject_adapter_in_model(lora, body)
@@ -171,7 +169,8 @@ def _rolled_back(err: Exception) -> Exception | None:
         return None
 
 
-def graft(
+def graft_into(
+    cls: type,
     model: nn.Module,
     vae: Any,
     *,
@@ -184,8 +183,9 @@ def graft(
     own_vocab: bool = False,
     adapter: BackboneAdapter | None = None,
     attention: str = "causal",
-) -> SentenceLLM:
-    """Graft ``vae`` onto the causal LM ``model`` (modified in place: its embedding and LM head go).
+) -> Any:
+    """Graft ``vae`` onto the causal LM ``model`` (modified in place: its embedding and LM head go);
+    the result is a ``cls`` (`graftlm.graft` passes `SentenceLLM`).
 
     Options:
         freeze: "none" (all trains), "vae", "backbone", or a list such as ["vae", "backbone"].
@@ -212,7 +212,7 @@ def graft(
     (e.g. peft refuses a module) every change is rolled back, so ``model`` can be used or grafted
     again.
     """
-    if isinstance(model, SentenceLLM) or is_grafted(model):
+    if isinstance(model, cls) or is_grafted(model):
         raise ValueError("this model is already grafted (its embedding and LM head are gone); graft a fresh backbone")
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a transformers causal LM (nn.Module), got {type(model).__name__}")
@@ -225,8 +225,6 @@ def graft(
         if "backbone" not in frozen and lora is None:
             raise ValueError("train_layers=k only makes sense with freeze='backbone' (or lora=...): the rest of the body is frozen")
     if lora is not None:
-        from peft import LoraConfig
-
         if not isinstance(lora, LoraConfig):
             raise TypeError(f"lora must be a peft.LoraConfig, got {type(lora).__name__}")
     explicit = adapter is not None
@@ -236,7 +234,7 @@ def graft(
     if explicit and not adapter.matches(model):
         warnings.warn(
             f"adapter {adapter.name or type(adapter).__name__!r} does not list {describe_model(model)}; using it because "
-            "it was passed explicitly (graft's self-test checks the result)", UserWarning, stacklevel=2,
+            "it was passed explicitly (graft's self-test checks the result)", UserWarning, stacklevel=3,
         )
     _check_vocab(model, vae, tokenizer, own_vocab)
     if lora is not None:
@@ -267,7 +265,7 @@ def graft(
             "own_vocab": own_vocab,
             "attention": attention,
         }
-        sllm = SentenceLLM(
+        sllm = cls(
             vae, body, adapter,
             termination_gamma=termination_gamma,
             termination_weight=termination_weight,
@@ -280,6 +278,7 @@ def graft(
         for module in (sllm.proj_in, sllm.proj_out, sllm.termination_head):
             module.to(dtype=param.dtype)
         _apply_freezing(sllm, frozen, train_layers, lora)
+        apply_attention(sllm)
     except Exception as err:
         rollback.restore()
         wrapped = _rolled_back(err)

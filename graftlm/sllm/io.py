@@ -13,11 +13,23 @@ import dataclasses
 import importlib
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
+from peft import LoraConfig
+from safetensors.torch import save_file
+from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
-from graftlm.sllm.model import SentenceLLM
+from graftlm.hub import check_pretrained
+from graftlm.plugins import list_adapters
+from graftlm.safetensors_io import fit_problems, read_safetensors
+from graftlm.sllm.graft import graft_into
+from graftlm.suggest import did_you_mean
+from graftlm.tokenization import ByteTokenizer
+from graftlm.vae import SentenceVAE
+
+if TYPE_CHECKING:  # annotations only: the class imports this module for its mixin
+    from graftlm.sllm.model import SentenceLLM
 
 CONFIG_NAME = "sllm_config.json"
 WEIGHTS_NAME = "sllm.safetensors"
@@ -32,8 +44,6 @@ def _json_default(value: Any) -> Any:
 
 
 def _tokenizer_kind(tokenizer: Any) -> str | None:
-    from graftlm.tokenization import ByteTokenizer
-
     if tokenizer is None:
         return None
     if isinstance(tokenizer, ByteTokenizer):
@@ -50,8 +60,6 @@ def save_pretrained(sllm: SentenceLLM, directory: str | Path, save_backbone: str
     ``graftlm.backbones:load_smollm2``); only body parameters that train (requires_grad: LoRA,
     unfrozen layers) are written on top.
     """
-    from safetensors.torch import save_file
-
     if save_backbone not in SAVE_MODES:
         raise ValueError(f"save_backbone must be one of {SAVE_MODES}, got {save_backbone!r}")
     reference = sllm.backbone_info.get("reference")
@@ -98,17 +106,11 @@ def _load_reference(reference: str) -> Any:
             raise ValueError(f"the saved backbone loader {reference!r} cannot be imported ({err}); pass backbone=...") from err
         loaded = loader()
         return loaded[0] if isinstance(loaded, tuple) else loaded
-    from transformers import AutoModelForCausalLM
-
-    from graftlm.hub import check_pretrained
-
     check_pretrained(reference, "backbone", key="backbone.reference")
     return AutoModelForCausalLM.from_pretrained(reference)
 
 
 def _build_from_config(config_dict: dict[str, Any]) -> Any:
-    from transformers import AutoConfig, AutoModelForCausalLM
-
     cfg = dict(config_dict)
     cfg.pop("quantization_config", None)
     model_type = cfg.pop("model_type", None)
@@ -121,8 +123,6 @@ def _build_from_config(config_dict: dict[str, Any]) -> Any:
 def _lora_config(options: dict[str, Any]) -> Any:
     if not options:
         return None
-    from peft import LoraConfig
-
     names = {f.name for f in dataclasses.fields(LoraConfig) if f.init}
     return LoraConfig(**{k: v for k, v in options.items() if k in names})
 
@@ -138,8 +138,6 @@ DTYPES = ("float32", "float16", "bfloat16", "float64")
 
 def read_config(path: Path) -> dict[str, Any]:
     """``sllm_config.json``, checked: valid JSON, our format, every required field, no unknown one."""
-    import difflib
-
     if not path.is_file():
         raise FileNotFoundError(f"{path} not found: not a directory written by SentenceLLM.save_pretrained")
     try:
@@ -155,9 +153,8 @@ def read_config(path: Path) -> dict[str, Any]:
         raise ValueError(f"{path} lacks the field(s) {missing}; it was not written by SentenceLLM.save_pretrained or was edited")
     for key in config:
         if key not in _FIELDS:
-            close = difflib.get_close_matches(key, _FIELDS, n=2)
-            hint = f"; did you mean {' or '.join(map(repr, close))}?" if close else f"; known fields: {', '.join(_FIELDS)}"
-            raise ValueError(f"{path} has an unknown field {key!r}{hint}")
+            hint = did_you_mean(key, _FIELDS, listing="known fields", n=2)
+            raise ValueError(f"{path} has an unknown field {key!r}; {hint}")
     if config["save_backbone"] not in SAVE_MODES:
         raise ValueError(f"{path}: field 'save_backbone' is {config['save_backbone']!r}; expected one of {SAVE_MODES}")
     if config.get("dtype", "float32") not in DTYPES:
@@ -192,31 +189,24 @@ def _check_width(backbone: Any, adapter: Any, config: dict[str, Any], path: Path
 
 
 def _check_state(sllm: SentenceLLM, state: dict[str, torch.Tensor], config: dict[str, Any], weights: Path) -> None:
-    expected = sllm.state_dict()
-    missing = [k for k in expected if k not in state and not k.startswith("vae.")
-               and not (config["save_backbone"] == "reference" and k.startswith("body."))]
-    unexpected = [k for k in state if k not in expected]
-    shapes = [f"{k}: file {tuple(v.shape)} vs model {tuple(expected[k].shape)}"
-              for k, v in state.items() if k in expected and v.shape != expected[k].shape]
-    if missing or unexpected or shapes:
-        parts = [f"missing {missing[:5]}" if missing else "", f"unexpected {unexpected[:5]}" if unexpected else "",
-                 f"wrong shapes {shapes[:5]}" if shapes else ""]
-        raise ValueError(f"{weights} does not fit the rebuilt model: " + "; ".join(p for p in parts if p)
+    expected = {k: tuple(v.shape) for k, v in sllm.state_dict().items()}
+
+    def loaded_elsewhere(key: str) -> bool:  # the VAE loads from vae/, a referenced body from its source
+        return key.startswith("vae.") or (config["save_backbone"] == "reference" and key.startswith("body."))
+
+    parts = fit_problems(expected, state, optional=loaded_elsewhere, theirs="file", limit=5)
+    if parts:
+        raise ValueError(f"{weights} does not fit the rebuilt model: " + " | ".join(parts)
                          + " (a different backbone, VAE or LoRA config than the one saved?)")
 
 
-def load(directory: str | Path, *, backbone: Any = None, device: str | torch.device | None = None) -> SentenceLLM:
-    """Load a SentenceLLM saved with `SentenceLLM.save_pretrained`.
+def load(cls: type, directory: str | Path, *, backbone: Any = None, device: str | torch.device | None = None) -> Any:
+    """Load a SentenceLLM saved with `SentenceLLM.save_pretrained`, as a ``cls`` (`SentenceLLM`).
 
     ``backbone``: a fresh causal LM to graft instead of re-loading the saved reference.
     Every file is checked (config fields, safetensors integrity, widths and shapes) and an error
     names the file and the problem; nothing is unpickled.
     """
-    from graftlm.plugins import list_adapters
-    from graftlm.safetensors_io import read_safetensors
-    from graftlm.sllm.graft import graft
-    from graftlm.vae import SentenceVAE
-
     directory = Path(directory)
     path = directory / CONFIG_NAME
     config = read_config(path)
@@ -236,18 +226,14 @@ def load(directory: str | Path, *, backbone: Any = None, device: str | torch.dev
     backbone = backbone.to(getattr(torch, config.get("dtype", "float32")))
     tokenizer = None
     if config.get("tokenizer") == "byte":
-        from graftlm.tokenization import ByteTokenizer
-
         tokenizer = ByteTokenizer()
     elif config.get("tokenizer") == "saved":
-        from transformers import AutoTokenizer
-
         if not (directory / "tokenizer").is_dir():
             raise ValueError(f"{path} says the tokenizer was saved, but {directory / 'tokenizer'} is missing")
         tokenizer = AutoTokenizer.from_pretrained(str(directory / "tokenizer"))
     opts = config["graft"]
-    sllm = graft(
-        backbone, vae,
+    sllm = graft_into(
+        cls, backbone, vae,
         freeze=opts.get("freeze") or "none",
         train_layers=opts.get("train_layers"),
         lora=_lora_config(opts.get("lora")),
@@ -266,3 +252,16 @@ def load(directory: str | Path, *, backbone: Any = None, device: str | torch.dev
     if device is not None:
         sllm.to(device)
     return sllm
+
+
+class PretrainedMixin:
+    """`SentenceLLM`'s save/load methods (the functions above)."""
+
+    def save_pretrained(self, directory: Any, save_backbone: str = "reference") -> None:
+        """Write config JSON + safetensors; see `graftlm.sllm.io.save_pretrained`."""
+        save_pretrained(self, directory, save_backbone=save_backbone)
+
+    @classmethod
+    def from_pretrained(cls, directory: Any, **kwargs: Any) -> Any:
+        """Load what `save_pretrained` wrote; same as `graftlm.load` (``backbone=``, ``device=``)."""
+        return load(cls, directory, **kwargs)

@@ -28,10 +28,11 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from safetensors.torch import save_file, save_model
 
-from graftlm.safetensors_io import read_safetensors, read_torch_weights
+from graftlm.safetensors_io import fit_problems, read_safetensors, read_torch_weights
 
 _NAME = re.compile(r"^step-(\d{8,})$")
 STATE_FILE = "trainer_state.json"
@@ -68,13 +69,8 @@ def rng_state() -> dict[str, Any]:
     """This process's RNG states as JSON-friendly values."""
     state: dict[str, Any] = {"python": _to_json(random.getstate()),
                              "torch": base64.b64encode(torch.get_rng_state().numpy().tobytes()).decode()}
-    try:
-        import numpy as np
-
-        kind, keys, pos, has_gauss, cached = np.random.get_state()
-        state["numpy"] = [kind, keys.tolist(), int(pos), int(has_gauss), float(cached)]
-    except ImportError:  # numpy is optional
-        pass
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    state["numpy"] = [kind, keys.tolist(), int(pos), int(has_gauss), float(cached)]
     if torch.cuda.is_available():
         state["cuda"] = [base64.b64encode(s.numpy().tobytes()).decode() for s in torch.cuda.get_rng_state_all()]
     return state
@@ -85,8 +81,6 @@ def set_rng_state(state: dict[str, Any]) -> None:
     raw = base64.b64decode(state["torch"])
     torch.set_rng_state(torch.frombuffer(bytearray(raw), dtype=torch.uint8))
     if "numpy" in state:
-        import numpy as np
-
         kind, keys, pos, has_gauss, cached = state["numpy"]
         np.random.set_state((kind, np.array(keys, dtype=np.uint32), pos, has_gauss, cached))
     if "cuda" in state and torch.cuda.is_available():
@@ -172,16 +166,16 @@ def check_fits(model: torch.nn.Module, weights: dict[str, torch.Tensor], source:
     by_storage: dict[int, list[str]] = {}
     for name, tensor in expected.items():
         by_storage.setdefault(tensor.data_ptr(), []).append(name)
-    missing = [k for k in expected if k not in weights
-               and not any(other in weights for other in by_storage[expected[k].data_ptr()])]
-    unexpected = [k for k in weights if k not in expected]
-    shapes = [f"{k}: checkpoint {tuple(v.shape)} vs model {tuple(expected[k].shape)}"
-              for k, v in weights.items() if k in expected and v.shape != expected[k].shape]
-    if shapes or (strict and (missing or unexpected)):
-        parts = [f"wrong shapes: {'; '.join(shapes[:5])}" if shapes else "",
-                 f"missing keys: {missing[:5]}" if strict and missing else "",
-                 f"unexpected keys: {unexpected[:5]}" if strict and unexpected else ""]
-        raise ValueError(f"{source} does not fit the model: " + " | ".join(p for p in parts if p))
+
+    def saved_as_a_tied_copy(key: str) -> bool:
+        return any(other in weights for other in by_storage[expected[key].data_ptr()])
+
+    shapes = {k: tuple(v.shape) for k, v in expected.items()}
+    parts = fit_problems(shapes, weights, optional=saved_as_a_tied_copy, limit=5)
+    if not strict:  # only the shapes must agree
+        parts = [p for p in parts if p.startswith("wrong shapes")]
+    if parts:
+        raise ValueError(f"{source} does not fit the model: " + " | ".join(parts))
 
 
 def apply(state: dict[str, Any], *, model: torch.nn.Module, source: str, strict: bool = True) -> None:

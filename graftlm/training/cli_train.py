@@ -7,9 +7,15 @@ import dataclasses
 import json
 import sys
 
+import torch
+
+from graftlm.training.pipeline import train
+from graftlm.training.recipes import load_recipe, parse_overrides, smoke_config
+from graftlm.training.trainer import TrainingDiverged
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("recipe", help="a recipe name from recipes/ (e.g. svae-768-h1) or a YAML path")
+    parser.add_argument("recipe", help="a recipe name from graftlm/recipes/ (e.g. svae-768-h1) or a YAML path")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override one recipe key (repeatable), e.g. --set data_path=/data/wanjuan")
     parser.add_argument("--smoke", action="store_true",
@@ -20,12 +26,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch
-
-    from graftlm.training.pipeline import train
-    from graftlm.training.recipes import load_recipe, parse_overrides, smoke_config
-    from graftlm.training.trainer import TrainingDiverged
-
     if args.threads:
         torch.set_num_threads(args.threads)
     try:

@@ -15,10 +15,21 @@ from typing import Any, Callable, Iterable
 
 import torch
 
-from graftlm.training.batching import ExampleStream, TrainBatches, heldout_examples, train_loader
+from graftlm.evaluation import evaluate as evaluate_same_bytes
+from graftlm.training.batching import (
+    ExampleStream,
+    TrainBatches,
+    heldout_examples,
+    train_loader,
+)
 from graftlm.training.data import CorpusPath, check_source
-from graftlm.training.evaluate import evaluate_sllm, evaluate_svae, heldout_texts, reconstruction_table
-from graftlm.training.models import Built, build
+from graftlm.training.evaluate import (
+    evaluate_sllm,
+    evaluate_svae,
+    heldout_texts,
+    reconstruction_table,
+)
+from graftlm.training.models import Built, build, segmenter_options
 from graftlm.training.recipes import TrainConfig
 from graftlm.training.trainer import Trainer, TrainResult
 
@@ -31,8 +42,6 @@ def corpus_source(cfg: TrainConfig) -> Any:
 
 
 def example_stream(cfg: TrainConfig, built: Built) -> ExampleStream:
-    from graftlm.training.models import segmenter_options
-
     return ExampleStream(built.kind, built.tokenizer, max_tokens=built.segment_tokens, max_sentences=cfg.max_sentences,
                          segmenter_options=segmenter_options(cfg))
 
@@ -66,8 +75,6 @@ def evaluate(cfg: TrainConfig, built: Built, model: torch.nn.Module, examples: l
                              tokenizer=built.tokenizer if full else None, num_examples=num_examples if full else 0)
     result: dict[str, Any] = evaluate_sllm(model, examples, pad_id=built.pad_id, batch_size=eval_batch)
     if baseline and built.backbone_factory is not None:
-        from graftlm.evaluation import evaluate as evaluate_same_bytes
-
         backbone = built.backbone_factory().to(next(model.parameters()).device)
         segmenter = model.segmenter(built.tokenizer)
         texts = heldout_texts(corpus_source(cfg), segmenter, limit=cfg.eval_size, max_sentences=cfg.max_sentences,

@@ -10,15 +10,16 @@ from __future__ import annotations
 
 import codecs
 import dataclasses
-import difflib
 import math
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import yaml
+
+from graftlm.suggest import did_you_mean
 
 
 @dataclass
@@ -217,10 +218,8 @@ def check_keys(keys: Any, source: str) -> None:
     """Raise ValueError for the first unknown key, naming close matches."""
     for key in keys:
         if key not in FIELDS:
-            close = difflib.get_close_matches(str(key), FIELDS, n=3, cutoff=0.6)
-            hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else \
-                f"; valid keys: {', '.join(sorted(FIELDS))}"
-            raise ValueError(f"unknown recipe key {key!r} in {source}{hint}")
+            hint = did_you_mean(key, sorted(FIELDS), listing="valid keys")
+            raise ValueError(f"unknown recipe key {key!r} in {source}; {hint}")
 
 
 def parse_overrides(pairs: list[str] | None) -> dict[str, Any]:
@@ -239,14 +238,9 @@ def parse_overrides(pairs: list[str] | None) -> dict[str, Any]:
 
 
 def builtin_recipes() -> dict[str, Path]:
-    """Recipe name → path for the recipes shipped in ``recipes/`` (repo) and ``graftlm/recipes``."""
-    found: dict[str, Path] = {}
-    repo = Path(__file__).resolve().parents[2] / "recipes"
+    """Recipe name → path for the recipes shipped in the package (``graftlm/recipes``)."""
     packaged = Path(str(resources.files("graftlm"))) / "recipes"
-    for folder in (packaged, repo):
-        if folder.is_dir():
-            found.update({p.stem: p for p in sorted(folder.glob("*.yaml"))})
-    return found
+    return {p.stem: p for p in sorted(packaged.glob("*.yaml"))}
 
 
 def resolve_recipe(name_or_path: str) -> Path:
@@ -258,13 +252,12 @@ def resolve_recipe(name_or_path: str) -> Path:
     known = builtin_recipes()
     if name_or_path in known:
         return known[name_or_path]
-    close = difflib.get_close_matches(name_or_path, known, n=3, cutoff=0.5)
-    hint = f"did you mean {', '.join(close)}?" if close else f"known recipes: {', '.join(known) or 'none'}"
+    hint = did_you_mean(name_or_path, known, listing="known recipes", cutoff=0.5)
     raise ValueError(f"no recipe named {name_or_path!r}: {hint}")
 
 
 def load_recipe(name_or_path: str | os.PathLike, overrides: dict[str, Any] | list[str] | None = None) -> TrainConfig:
-    """Read a recipe (a name from ``recipes/`` or a YAML path), apply overrides, validate."""
+    """Read a recipe (a name from ``graftlm/recipes/`` or a YAML path), apply overrides, validate."""
     path = resolve_recipe(str(name_or_path))
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}

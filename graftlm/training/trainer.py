@@ -25,6 +25,8 @@ from typing import Any, Callable, Iterable
 
 import torch
 import yaml
+from accelerate import Accelerator
+from accelerate.utils import set_seed
 from tqdm.auto import tqdm
 
 from graftlm.training import checkpointing as ckpt
@@ -92,8 +94,6 @@ class Trainer:
                  export: Callable[[torch.nn.Module, Path], None] | None = None,
                  callbacks: Iterable[Callable[["Trainer", int], None]] = (), accelerator: Any = None,
                  run_dir: str | Path | None = None) -> None:
-        from accelerate import Accelerator
-
         self.cfg = cfg
         self.run_dir = Path(run_dir) if run_dir is not None else cfg.run_dir()
         self.accelerator = accelerator or Accelerator(
@@ -242,7 +242,6 @@ class Trainer:
 
     def fit(self, resume: bool = False) -> TrainResult:
         cfg, acc = self.cfg, self.accelerator
-        from accelerate.utils import set_seed
 
         if resume and not self.resume():
             raise ValueError(f"--resume: {self.run_dir} has no checkpoint to resume from (no complete "

@@ -12,14 +12,13 @@ from typing import TYPE_CHECKING
 import torch
 from safetensors.torch import save_file
 
+from graftlm.safetensors_io import fit_problems, read_safetensors
 from graftlm.vae.config import SentenceVAEConfig
+from graftlm.vae.files import CONFIG_NAME, TIED_KEY, WEIGHTS_NAME
+from graftlm.vae.shared_weights import add_shared
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # annotations only: the class imports this module
     from graftlm.vae.model import SentenceVAE
-
-CONFIG_NAME = "config.json"
-WEIGHTS_NAME = "model.safetensors"
-TIED_KEY = "decoder.lm_head.weight"  # the same tensor as decoder.embedding.embed.weight when tied
 
 
 def _expected_state(model: "SentenceVAE") -> dict[str, torch.Tensor]:
@@ -40,26 +39,11 @@ def save_pretrained(model: "SentenceVAE", directory: str | Path) -> None:
 
 def load_checked(model: "SentenceVAE", state: dict[str, torch.Tensor], source: str) -> None:
     """Load ``state`` into ``model`` after checking it has exactly the expected keys and shapes."""
-    expected = _expected_state(model)
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
-    shapes = [
-        f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(expected[k].shape)}"
-        for k in sorted(set(state) & set(expected))
-        if state[k].shape != expected[k].shape
-    ]
-    if missing or unexpected or shapes:
-        parts = []
-        if missing:
-            parts.append(f"missing keys: {', '.join(missing)}")
-        if unexpected:
-            parts.append(f"unexpected keys: {', '.join(unexpected)}")
-        if shapes:
-            parts.append(f"wrong shapes: {'; '.join(shapes)}")
-        raise ValueError(
-            f"{source} does not fit this SentenceVAE config: " + " | ".join(parts)
-            + " (check that the config matches the checkpoint)"
-        )
+    expected = {k: tuple(v.shape) for k, v in _expected_state(model).items()}
+    parts = fit_problems(expected, state)
+    if parts:
+        raise ValueError(f"{source} does not fit this SentenceVAE config: " + " | ".join(parts)
+                         + " (check that the config matches the checkpoint)")
     model.load_state_dict(state, strict=False)  # strict=False only for the tied key, checked above
 
 
@@ -68,38 +52,11 @@ def from_pretrained(cls, directory: str | Path, device=None, dtype: torch.dtype 
     for name in (CONFIG_NAME, WEIGHTS_NAME):
         if not (directory / name).is_file():
             raise ValueError(f"{directory} has no {name}; expected a folder written by SentenceVAE.save_pretrained")
-    from graftlm.safetensors_io import read_safetensors
-
     if dtype is not None and not isinstance(dtype, torch.dtype):
         raise TypeError(f"dtype must be a torch.dtype such as torch.bfloat16, got {dtype!r}")
     config = SentenceVAEConfig.from_json_file(directory / CONFIG_NAME)
     state = read_safetensors(directory / WEIGHTS_NAME, "SentenceVAE weights")
-    if (directory / SHARED_NAME).is_file():
-        _add_shared(read_safetensors(directory / SHARED_NAME, "SentenceVAE shared weights"),
-                    _metadata(directory / SHARED_NAME), state)
+    add_shared(directory, state)  # frozen embeddings stored once (graftlm.vae.shared_weights)
     model = cls(config)
     load_checked(model, state, str(directory / WEIGHTS_NAME))
     return model.to(device=device, dtype=dtype).eval()
-
-
-SHARED_NAME = "shared.safetensors"  # optional: tensors stored once for several keys (graftlm.demo.storage)
-
-
-def _metadata(path: Path) -> dict[str, str]:
-    from safetensors import safe_open
-
-    with safe_open(str(path), "pt") as f:
-        return f.metadata() or {}
-
-
-def _add_shared(shared: dict[str, torch.Tensor], meta: dict[str, str], state: dict[str, torch.Tensor]) -> None:
-    """Fill in the keys a shared tensor stands for: its metadata entry lists them, comma-separated
-    (its own name when there is no entry)."""
-    for name, tensor in shared.items():
-        for key in filter(None, meta.get(name, name).split(",")):
-            state.setdefault(key, tensor)
-
-
-# ------------------------------------------------------------------ the authors' checkpoints
-# moved to graftlm.vae.official (restricted reader, key mapping, configs); kept importable here
-from graftlm.vae.official import convert_official, from_official, official_state_dict  # noqa: E402,F401

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from graftlm.suggest import did_you_mean
 
 FUSIONS = ("sum", "mean", "weighted")
 POSITIONS = ("rope", "sinusoidal")
@@ -150,9 +151,7 @@ class SentenceVAEConfig:
         known = [f.name for f in dataclasses.fields(cls)]
         for key in data:
             if key not in known:
-                close = difflib.get_close_matches(key, known, n=3)
-                hint = f"; did you mean {', '.join(map(repr, close))}?" if close else f"; known keys: {', '.join(known)}"
-                raise ValueError(f"unknown SentenceVAEConfig key {key!r}{hint}")
+                raise ValueError(f"unknown SentenceVAEConfig key {key!r}; {did_you_mean(key, known)}")
         return cls(**data)
 
     def to_json_file(self, path: str | Path) -> None:

@@ -22,8 +22,10 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from graftlm.losses import cross_entropy_loss, focal_loss
+from graftlm.vae import checkpoint, official
 from graftlm.vae.cache import DecoderCache, LayerCache
 from graftlm.vae.config import SentenceVAEConfig
+from graftlm.vae.generation import generate as generate_ids
 from graftlm.vae.layers import DecoderBlock, EncoderBlock, rope_tables, sinusoidal_table
 
 
@@ -291,9 +293,7 @@ class SentenceVAE(nn.Module):
         """Decode (B, h) vectors → one id list per row (no bos/eos), or ``(ids, mask)`` with
         ``return_tensors=True``. Options (``do_sample``, ``temperature``, ``top_k``, ``top_p``,
         ``use_cache``, ``ignore_eos``, ``generator``): ``graftlm.vae.generation.generate``."""
-        from graftlm.vae.generation import generate
-
-        return generate(self, self._check_vectors(sentence_vectors), max_new_tokens, **kwargs)
+        return generate_ids(self, self._check_vectors(sentence_vectors), max_new_tokens, **kwargs)
 
     # ---------------------------------------------------------------- weights
     @torch.no_grad()
@@ -313,21 +313,15 @@ class SentenceVAE(nn.Module):
             part.embedding.embed.weight.copy_(weight)
 
     def save_pretrained(self, directory: str | Path) -> None:
-        from graftlm.vae.checkpoint import save_pretrained
-
-        save_pretrained(self, directory)
+        checkpoint.save_pretrained(self, directory)
 
     @classmethod
     def from_pretrained(cls, directory: str | Path, device=None, dtype: torch.dtype | None = None) -> "SentenceVAE":
-        from graftlm.vae.checkpoint import from_pretrained
-
-        return from_pretrained(cls, directory, device=device, dtype=dtype)
+        return checkpoint.from_pretrained(cls, directory, device=device, dtype=dtype)
 
     @classmethod
     def from_official(cls, path: str | Path, config: Any, *, use_ema: bool | None = None,
                       backbone_config: Any = None) -> "SentenceVAE":
         """The authors' ``.pth`` (never unpickled); ``config`` = their YAML path, their config dict
         or a SentenceVAEConfig. See `graftlm.vae.official` (``use_ema``, their input layout)."""
-        from graftlm.vae.official import from_official
-
-        return from_official(cls, path, config, use_ema=use_ema, backbone_config=backbone_config)
+        return official.from_official(cls, path, config, use_ema=use_ema, backbone_config=backbone_config)

@@ -13,6 +13,9 @@ from dataclasses import dataclass
 from typing import Any, Iterator
 
 import torch
+from transformers import DynamicCache
+
+from graftlm.plugins.adapter import cache_keyword
 
 
 def _cache_tensors(cache: Any) -> Iterator[torch.Tensor]:
@@ -69,15 +72,12 @@ def backbone_prefill_cache(model: torch.nn.Module, input_ids: torch.Tensor) -> A
     """Prefill ``input_ids`` (1, N) long through a causal LM; returns the filled ``DynamicCache``.
 
     Raises ValueError when N exceeds a hard position limit (learned position tables, e.g. OPT)."""
-    from transformers import DynamicCache
-
     limit = max_positions(model)
     if limit is not None and has_learned_positions(model) and input_ids.shape[-1] > limit:
         raise ValueError(f"{input_ids.shape[-1]} tokens exceed the backbone's {limit} learned positions")
     param = next(model.parameters(), None)
     if param is not None:
         input_ids = input_ids.to(param.device)
-    from graftlm.plugins.adapter import cache_keyword
 
     cache = DynamicCache()
     model(input_ids=input_ids, **{cache_keyword(model): cache}, use_cache=True, logits_to_keep=1)

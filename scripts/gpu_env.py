@@ -1,8 +1,8 @@
 """What the GPU check runs on: GPU, driver, CUDA, torch, xformers, and which packages are missing.
 
-``python -m graftlm.bench.gpu_env [--json FILE]`` prints one machine line and writes the details
+``python scripts/gpu_env.py [--json FILE]`` prints one machine line and writes the details
 as JSON. It needs only the standard library and torch, so `scripts/gpu-check.sh` can run it
-(with the repository on ``PYTHONPATH``) before graftlm is installed.
+before graftlm is installed.
 """
 
 from __future__ import annotations

@@ -12,9 +12,28 @@ SentenceVAE's reconstruction and the SentenceLLM against the backbone. Writes ``
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from pathlib import Path
+
+import torch
+import yaml
+
+from graftlm.demo.inputs import load_backbone
+from graftlm.demo.run_folder import RunFolder, is_demo_run
+from graftlm.evaluation import EvaluationReport
+from graftlm.evaluation import evaluate as evaluate_texts
+from graftlm.evaluation.speed import shared_copy
+from graftlm.safetensors_io import read_safetensors
+from graftlm.segmenter import split_paragraph
+from graftlm.sllm import load
+from graftlm.training import checkpointing as ckpt
+from graftlm.training.batching import ExampleStream
+from graftlm.training.evaluate import evaluate_svae, reconstruction_table
+from graftlm.training.models import build
+from graftlm.training.pipeline import evaluate, heldout, write_eval
+from graftlm.training.recipes import TrainConfig, check_keys, parse_overrides
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -38,19 +57,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def evaluate_run(run_dir: str | Path, *, checkpoint: str | Path | None = None, raw: bool = False,
                  overrides: list[str] | None = None, examples: int = 12, generate: bool = False,
                  texts: int | None = None, prompts: int = 10, new_tokens: int = 64) -> dict:
-    import dataclasses
-
-    import torch
-    import yaml
-    from graftlm.safetensors_io import read_safetensors
-
-    from graftlm.training import checkpointing as ckpt
-    from graftlm.training.models import build
-    from graftlm.training.pipeline import evaluate, heldout, write_eval
-    from graftlm.training.recipes import TrainConfig, check_keys, parse_overrides
-
-    from graftlm.demo.run_folder import is_demo_run
-
     run_dir = Path(run_dir)
     if not run_dir.exists():
         raise ValueError(f"{run_dir} does not exist: pass a folder written by graftlm train or graftlm demo")
@@ -72,9 +78,8 @@ def evaluate_run(run_dir: str | Path, *, checkpoint: str | Path | None = None, r
     built = build(cfg)
     weights = path / ("model.safetensors" if raw or not (path / "ema.safetensors").is_file() else "ema.safetensors")
     state = read_safetensors(weights, "checkpoint weights")
-    missing, unexpected = built.model.load_state_dict(state, strict=False)
-    if unexpected or [k for k in missing if k not in _tied(built.model)]:
-        raise ValueError(f"{weights} does not fit the recipe's model: missing {missing[:3]}, unexpected {unexpected[:3]}")
+    ckpt.check_fits(built.model, state, f"{weights} (for the recipe's model)")
+    built.model.load_state_dict(state, strict=False)  # checked above, tied copies included
     with torch.no_grad():
         result = evaluate(cfg, built, built.model, heldout(cfg, built), full=True, baseline=True, num_examples=examples,
                           generate=generate, gen_options={"num_prompts": prompts, "new_tokens": new_tokens})
@@ -86,28 +91,17 @@ def evaluate_run(run_dir: str | Path, *, checkpoint: str | Path | None = None, r
 def evaluate_demo_run(run_dir: Path, *, generate: bool, texts: int, examples: int,
                       gen_options: dict | None = None) -> dict:
     """Both parts of a `graftlm demo` run folder on its own held-out paragraphs."""
-    import torch
-
-    import graftlm
-    from graftlm.evaluation.speed import shared_copy
-    from graftlm.demo.inputs import load_backbone
-    from graftlm.demo.run_folder import RunFolder
-    from graftlm.segmenter import split_paragraph
-    from graftlm.training.batching import ExampleStream
-    from graftlm.training.evaluate import evaluate_svae
-    from graftlm.training.pipeline import write_eval
-
     run = RunFolder.open(run_dir)
     run.require_trained("sllm")
     settings = run.state["settings"]
     backbone, tokenizer, _ = load_backbone(settings["model"])
-    sllm = graftlm.load(run.sllm_model_dir, backbone=shared_copy(backbone)).eval()
+    sllm = load(run.sllm_model_dir, backbone=shared_copy(backbone)).eval()
     _, heldout_docs = run.read_split()
     segmenter = sllm.segmenter(tokenizer)
     chunks = [c for doc in heldout_docs for c in split_paragraph(segmenter.split(doc), int(settings["max_sentences"]))]
     chosen = ["".join(c) for c in chunks if len(c) >= 2][:texts]
     with torch.no_grad():
-        report = graftlm.evaluate(sllm, chosen, backbone=backbone, tokenizer=tokenizer, segmenter=segmenter,
+        report = evaluate_texts(sllm, chosen, backbone=backbone, tokenizer=tokenizer, segmenter=segmenter,
                                   generate=generate, **(gen_options or {}))
         segments = [s for doc in heldout_docs for s in ExampleStream("svae", tokenizer, max_tokens=sllm.segment_budget,
                                                                       max_sentences=1).examples(doc)][:256]
@@ -118,21 +112,7 @@ def evaluate_demo_run(run_dir: Path, *, generate: bool, texts: int, examples: in
     return result
 
 
-def _tied(model) -> set[str]:
-    """Keys that share storage with another key (saved once by safetensors' save_model)."""
-    seen: dict[int, str] = {}
-    tied = set()
-    for k, v in model.state_dict().items():
-        ptr = v.data_ptr()
-        if ptr in seen:
-            tied.update({k, seen[ptr]})
-        seen[ptr] = k
-    return tied
-
-
 def run(args: argparse.Namespace) -> int:
-    import torch
-
     if args.threads:
         torch.set_num_threads(args.threads)
     try:
@@ -151,9 +131,6 @@ def run(args: argparse.Namespace) -> int:
 
 def format_result(result: dict) -> str:
     """Tables for the console: the same-bytes report (SLLM), reconstruction (SVAE), the rest as lines."""
-    from graftlm.evaluation import EvaluationReport
-    from graftlm.training.evaluate import reconstruction_table
-
     lines = []
     fields = EvaluationReport.__dataclass_fields__
     if all(k in result for k in ("bytes", "sllm_bits_per_byte")):

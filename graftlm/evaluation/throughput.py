@@ -13,6 +13,9 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import torch
+from transformers import DynamicCache
+
+from graftlm.plugins.adapter import cache_keyword
 
 Runner = Callable[[], int]
 
@@ -126,11 +129,8 @@ def lean_generate(model: torch.nn.Module, input_ids: torch.Tensor, new_tokens: i
 
     ``input_ids`` (B, P) long, no padding → (B, new_tokens) long.
     """
-    from transformers import DynamicCache
-
     if new_tokens < 1:
         raise ValueError(f"new_tokens must be >= 1, got {new_tokens}")
-    from graftlm.plugins.adapter import cache_keyword
 
     cache = DynamicCache()
     kw = cache_keyword(model)  # `cache` or `past_key_values`, whichever this transformers takes

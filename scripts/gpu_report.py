@@ -1,7 +1,7 @@
 """The record of one `scripts/gpu-check.sh` run: ``summary.md`` + ``summary.json``, the training
 loss PNG and one log, beside the bench's ``results.{md,json}`` and charts.
 
-``python -m graftlm.bench.gpu_report --work WORK --out OUT`` reads what the script's steps left in
+``python scripts/gpu_report.py --work WORK --out OUT`` reads what the script's steps left in
 ``WORK`` (``run.json``, ``steps.jsonl``, ``env.json``, ``notes.txt``, ``*.log``, the training run
 in ``WORK/train``) and the bench's ``OUT/results.json``, writes the record into ``OUT`` (flat, at
 most 8 files, so one copy of the folder is the whole record) and prints the summary.
@@ -17,6 +17,10 @@ import sys
 import time
 from pathlib import Path
 from typing import Any
+
+from graftlm.bench import report
+from graftlm.training.metrics import read_metrics
+from graftlm.training.plots import plot_run
 
 RECORD_FILES = ("summary.md", "summary.json", "results.md", "results.json", "throughput.png", "kv_memory.png",
                 "train-loss.png", "log.txt")
@@ -59,8 +63,6 @@ def pytest_summaries(log: str) -> list[str]:
 
 def training_summary(run_dir: Path) -> dict[str, Any]:
     """Steps, wall time, last train loss and tokens/s of the run's metrics.jsonl (empty if none)."""
-    from graftlm.training.metrics import read_metrics
-
     try:
         records = read_metrics(run_dir)
     except ValueError:
@@ -217,8 +219,6 @@ def write_log(work: Path, out: Path) -> None:
 def write_record(work: Path, out: Path) -> dict[str, Any]:
     """Write summary.md/.json, results.md + charts (again, in case the bench was cut short),
     train-loss.png and log.txt into ``out``; return the summary."""
-    from graftlm.bench import report
-
     out.mkdir(parents=True, exist_ok=True)
     bench = _json(out / "results.json") or {}
     if bench:
@@ -226,8 +226,6 @@ def write_record(work: Path, out: Path) -> dict[str, Any]:
         report.write_charts(bench, out)
     if (work / "train" / "metrics.jsonl").is_file():
         try:
-            from graftlm.training.cli_plot import plot_run
-
             plot_run(work / "train", out / "train-loss.png")
         except ValueError:
             pass

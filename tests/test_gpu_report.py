@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import json
+import sys
 import time
+from pathlib import Path
 
 import pytest
 
-from graftlm.bench import gpu_env, gpu_report
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))  # the GPU-report tooling
+import gpu_env  # noqa: E402
+import gpu_report  # noqa: E402
 
 
 def _work(tmp_path, mode="gpu", steps=None):
