@@ -2,8 +2,9 @@
 termination head → VAE decoder (KV-cached) → re-encode the new sentence WITH its mask → one
 backbone step with the body's KV cache.
 
-All rows advance together; a finished row keeps riding along masked out (no re-indexing, no
-per-row host work). Host syncs per step: one ``active.any()`` plus those inside ``vae.generate``.
+All rows advance together, left-aligned: each row's prompt ends in the last column and every new
+sentence is appended right after it, so no row has padding between its sentences (`left_align`);
+a finished row keeps riding along masked out (no re-indexing, no per-row host work). Host syncs per step: one ``active.any()`` plus those inside ``vae.generate``.
 """
 
 from __future__ import annotations
@@ -122,10 +123,9 @@ def _steps(
         tm = batch.token_mask.to(dev).bool() & sm[..., None]
         ids = batch.input_ids.to(dev)
         B, S = sm.shape
-        x = sllm.sentence_inputs(ids, tm, sm)
+        x, sm = left_align(sllm.sentence_inputs(ids, tm, sm), sm)
         hidden, cache = sllm.run_body(x, sm, sentence_positions(sm), sllm.adapter.new_cache(sllm.body), True)
-        last = (torch.arange(S, device=dev) * sm).argmax(1)  # each row's last real sentence
-        h_last = hidden[torch.arange(B, device=dev), last]
+        h_last = hidden[:, -1]  # every row's last real sentence is in the last column
         _check_finite_prefill(x[sm], h_last)
         attn = sm
         n_sent = sm.sum(1)
@@ -166,6 +166,20 @@ def _steps(
             tokens_out = tokens_out + mask.sum(1)
             active = emitted
         yield new_ids, mask, emitted, h_last
+
+
+def left_align(inputs: torch.Tensor, sentence_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(B, S, d) inputs and (B, S) bool mask → the same, each row's real sentences moved (in order)
+    to the end of the row, padding first.
+
+    Rows are laid out contiguously so that the prompt and every new sentence appended after it
+    form one unbroken run: a backbone whose state depends on key indices (ALiBi from indices,
+    MPT) or on every earlier input (convolution / recurrent layers, Jamba, LFM2) then computes in
+    a batch exactly what it computes for the row alone.
+    """
+    order = sentence_mask.long().argsort(dim=1, stable=True)  # padding (0) first, each side in order
+    moved = inputs.gather(1, order[..., None].expand(-1, -1, inputs.shape[-1]))
+    return moved, sentence_mask.gather(1, order)
 
 
 def _check_finite_prefill(vectors: torch.Tensor, h_last: torch.Tensor) -> None:

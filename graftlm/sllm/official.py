@@ -43,6 +43,7 @@ class OfficialOPTAdapter(BackboneAdapter):
 
     name = "opt-official"
     model_types = ("opt",)
+    verified_model_types = model_types  # checked against the authors' own outputs (tests/test_official_sllm.py)
 
     def strip(self, model: nn.Module) -> nn.Module:
         decoder = getattr(getattr(model, "model", model), "decoder", None)
