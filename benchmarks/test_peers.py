@@ -8,7 +8,7 @@ import pytest
 
 from graftlm.bench.corpus import text_with_tokens
 from graftlm.bench.peers import first_layers_draft, peer_runners
-from graftlm.bench.throughput import lean_generate, prompt_batch
+from graftlm.evaluation.throughput import lean_generate, prompt_batch
 
 PROMPT_TOKENS = 64
 _DRAFTS: dict[str, object] = {}

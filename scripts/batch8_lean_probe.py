@@ -24,7 +24,7 @@ def main() -> int:
     torch.set_num_threads(args.threads)
     from graftlm.bench.corpus import text_with_tokens
     from graftlm.bench.models import build_backbone
-    from graftlm.bench.throughput import lean_loop_runner, prompt_batch, time_interleaved
+    from graftlm.evaluation.throughput import lean_loop_runner, prompt_batch, time_interleaved
 
     bb = build_backbone("smollm2-135m")
     _, ids = text_with_tokens(bb.tokenizer, args.batch * 64)

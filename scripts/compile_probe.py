@@ -38,7 +38,7 @@ def main() -> int:
     from graftlm.bench.corpus import text_with_tokens
     from graftlm.bench.models import build_backbone
     from graftlm.bench.suite import build_sllm, prompt_segments, shared_copy
-    from graftlm.bench.throughput import lean_generate, prompt_batch, time_interleaved
+    from graftlm.evaluation.throughput import lean_generate, prompt_batch, time_interleaved
 
     bb = build_backbone(args.backbone)
     _, ids = text_with_tokens(bb.tokenizer, 2 * args.prompt_tokens)

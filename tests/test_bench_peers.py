@@ -14,7 +14,7 @@ from graftlm.bench import cli_bench
 from graftlm.bench.models import Backbone
 from graftlm.bench.peer_suite import best_identical_peer, peer_rows
 from graftlm.bench.peers import decoder_layers, first_layers_draft, peer_runners
-from graftlm.bench.throughput import lean_generate
+from graftlm.evaluation.throughput import lean_generate
 from graftlm.tokenization import ByteTokenizer
 
 
@@ -154,3 +154,9 @@ def test_peers_table_divides_the_sllm_by_the_fastest_identical_peer():
     line = next(l for l in peers_markdown(rows).splitlines() if l.startswith("| sllm-H1 L=8"))
     assert "2.00× prompt_lookup-10" in line  # 50 / 25: the faster assisted row is not output-identical
     assert "| no |" in line
+
+
+def test_trained_run_without_a_finished_sentence_llm_is_refused(tmp_path, capsys):
+    (tmp_path / "state.json").write_text(json.dumps({"phases": {"svae": {"done": True}}}))
+    code = cli_bench.run(_args("--parts", "peers", "--trained", str(tmp_path), "--out", str(tmp_path / "out")))
+    assert code == 2 and "no trained SentenceLLM yet" in capsys.readouterr().err

@@ -21,7 +21,7 @@ from graftlm.bench import report, suite
 from graftlm.bench.device_parts import attention_rows, peak_memory_rows
 from graftlm.bench.long_context import long_context_rows
 from graftlm.bench.models import ALL_BACKBONES, BACKBONES, build_backbone
-from graftlm.bench.peer_cli import check_peer_args
+from graftlm.bench.peer_cli import check_peer_args, measure_peers
 
 PARTS = ("segments", "throughput", "peers", "breakdown", "kv", "long", "memory", "attention")
 METHODS = ("hf_generate", "lean_loop", "sllm")
@@ -243,8 +243,6 @@ def _measure_backbone(name: str, args: argparse.Namespace, dtype: torch.dtype, t
                 methods=tuple(args.methods), log=log)
             save()
     if "peers" in args.parts and name in args.peer_backbones and not over_time(f"{name} peers"):
-        from graftlm.bench.peer_cli import measure_peers
-
         results.setdefault("peers", [])
         results["peers"] += measure_peers(bb, args, sentence_len, results, log)
         save()

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 from typing import Any, Callable
 
 from graftlm.bench.models import Backbone
 from graftlm.bench.peer_suite import best_identical_peer, peer_rows, trained_quality
+from graftlm.bench.peers import load_draft
+from graftlm.sllm import load as load_sllm
 
 
 def check_peer_args(args: argparse.Namespace) -> None:
@@ -23,20 +26,21 @@ def check_peer_args(args: argparse.Namespace) -> None:
         if not (run / "state.json").is_file():
             raise ValueError(f"--trained {args.trained}: not a `graftlm demo` run folder (no state.json); "
                              "give the folder `graftlm demo --out` wrote")
+        phase = json.loads((run / "state.json").read_text()).get("phases", {}).get("sllm") or {}
+        if not phase.get("done") or not (run / "sllm" / "model").is_dir():
+            raise ValueError(f"--trained {args.trained}: the run has no trained SentenceLLM yet; finish it with "
+                             f"`graftlm demo --resume {args.trained}`")
 
 
 def _run_backbone(run_dir: str) -> str:
     """The bench name of a demo run's backbone ('smollm2' runs are SmolLM2-135M)."""
-    import json
-
     model = json.loads((Path(run_dir) / "state.json").read_text()).get("settings", {}).get("model")
     return "smollm2-135m" if model == "smollm2" else str(model)
 
 
 def _load_trained(run_dir: str, backbone: Backbone) -> tuple[Any, str]:
-    from graftlm.demo.cli_generate import load_run_sllm
-
-    sllm = load_run_sllm(run_dir).to(next(backbone.model.parameters()).dtype)
+    # a demo run keeps its SentenceLLM in sllm/model (graftlm.demo.run_folder; bench may not import demo)
+    sllm = load_sllm(Path(run_dir) / "sllm" / "model").eval().to(next(backbone.model.parameters()).dtype)
     q = trained_quality(run_dir)
     note = f"trained ({Path(run_dir).name}): own sentence lengths, stop head on"
     if q.get("sllm_bits_per_byte") is not None:
@@ -47,8 +51,6 @@ def _load_trained(run_dir: str, backbone: Backbone) -> tuple[Any, str]:
 
 def measure_peers(bb: Backbone, args: argparse.Namespace, sentence_len: int, results: dict[str, Any],
                   log: Callable[[str], None]) -> list[dict[str, Any]]:
-    from graftlm.bench.peers import load_draft
-
     drafts = {Path(p).name or p: load_draft(p) for p in args.draft_model}
     trained, note = (None, "")
     if args.trained is not None and _run_backbone(args.trained) != bb.name:

@@ -11,6 +11,7 @@ whose tokens were compared with plain greedy's; None where there is nothing to c
 
 from __future__ import annotations
 
+import json
 import statistics
 from pathlib import Path
 from typing import Any, Callable
@@ -20,7 +21,8 @@ import torch
 from graftlm.bench.corpus import text_with_tokens
 from graftlm.bench.models import Backbone
 from graftlm.bench.peers import TEMPERATURE, TOP_P, first_layers_draft, peer_runners
-from graftlm.bench.throughput import lean_generate, prompt_batch, time_interleaved
+from graftlm.bench.suite import build_sllm
+from graftlm.evaluation.throughput import lean_generate, prompt_batch, time_interleaved
 from graftlm.evaluation.speed import prompt_segments
 
 Log = Callable[[str], None]
@@ -72,8 +74,6 @@ class SllmRunner:
 def trained_quality(run_dir: str | Path) -> dict[str, Any]:
     """Bits per byte of a demo run's SentenceLLM and backbone, as ``graftlm.evaluate`` measured them
     in that run (its ``state.json``, phase 'measure'); empty if the run has no finished measurement."""
-    import json
-
     state = json.loads((Path(run_dir) / "state.json").read_text())
     measure = state.get("phases", {}).get("measure") or {}
     keys = ("sllm_bits_per_byte", "backbone_bits_per_byte")
@@ -112,8 +112,6 @@ def peer_rows(backbone: Backbone, *, new_tokens: int = 128, prompt_tokens: int =
               self_draft_layers: int | None = 4, trained: Any = None, trained_note: str = "",
               repeats: int = 3, log: Log = print) -> list[dict[str, Any]]:
     """Time every method on one prompt per text source, interleaved per (source, mode)."""
-    from graftlm.bench.suite import build_sllm
-
     tok = backbone.tokenizer
     drafts = dict(drafts or {})
     notes: dict[str, str] = {}

@@ -1,5 +1,5 @@
 """What a user tries first to speed up plain decoding: HF prompt-lookup decoding and HF assisted
-(speculative) generation, as runners comparable with `graftlm.bench.throughput`'s.
+(speculative) generation, as runners comparable with `graftlm.evaluation.throughput`'s.
 
 Every runner performs one full generation of exactly ``batch * new_tokens`` output tokens (eos
 cannot stop it) and keeps its last output in ``.last`` so a row can say whether it equals plain
@@ -14,8 +14,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+from transformers import AutoModelForCausalLM
 
-from graftlm.bench.throughput import model_device
+from graftlm.evaluation.throughput import model_device
 from graftlm.evaluation.speed import shared_copy
 
 TEMPERATURE = 0.8
@@ -108,8 +109,6 @@ def peer_runners(model: torch.nn.Module, input_ids: torch.Tensor, new_tokens: in
 
 def load_draft(name_or_path: str, dtype: torch.dtype = torch.float32) -> torch.nn.Module:
     """A user-named draft model: a local HF causal-LM folder or hub id (``from_pretrained``)."""
-    from transformers import AutoModelForCausalLM
-
     try:
         return AutoModelForCausalLM.from_pretrained(name_or_path, dtype=dtype).eval()
     except (OSError, ValueError) as err:

@@ -13,6 +13,7 @@ import torch
 import transformers
 
 from graftlm.atomic import write_text
+from graftlm.bench.peer_cli import peers_markdown
 
 
 def load_average() -> list[float] | None:
@@ -165,8 +166,6 @@ def write_markdown(results: dict[str, Any], path: str | Path) -> str:
         parts += ["## Throughput (output tokens/s, greedy, fixed output length)", "",
                   throughput_table(results["throughput"]), ""]
     if results.get("peers"):
-        from graftlm.bench.peer_cli import peers_markdown
-
         parts += ["## Batch 1 against what users try first (fixed output length)", "", peers_markdown(results["peers"])]
         for name, t in (results.get("trained") or {}).items():
             parts += [f"Trained model on {name}: `{t.get('run')}`: " + ", ".join(f"{k}={v}" for k, v in t.items()
