@@ -16,8 +16,10 @@ import torch
 import torch.nn.functional as F
 
 from graftlm.sllm.model import SentenceLLM, sentence_positions
+from graftlm.sllm.repetition import RepetitionControl
 
 SAMPLING_KEYS = ("do_sample", "temperature", "top_k", "top_p", "use_cache", "ignore_eos", "generator")
+REPETITION_KEYS = ("no_repeat_sentence", "repetition_penalty")
 DEFAULT_NEW_SENTENCES = 64  # max_sentences default = prompt + this, only for a backbone without a position limit
 
 
@@ -114,6 +116,8 @@ def _steps(
     sampling: dict[str, Any],
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]]:
     """Yield (prefill hidden (B, d)) once, then per step (ids (B, T), mask (B, T), emitted (B,), h (B, d))."""
+    sampling = dict(sampling)
+    repetition = {k: sampling.pop(k) for k in REPETITION_KEYS if k in sampling}
     dev = sllm.device
     with torch.inference_mode():
         sm = batch.sentence_mask.to(dev).bool()
@@ -130,6 +134,8 @@ def _steps(
         n_sent = sm.sum(1)
         tokens_out = torch.zeros(B, dtype=torch.long, device=dev)
         active = torch.ones(B, dtype=torch.bool, device=dev)
+        control = RepetitionControl(sllm.vae, ids, tm, sm, no_repeat_sentence=repetition.get("no_repeat_sentence", False),
+                                    repetition_penalty=repetition.get("repetition_penalty", 1.0))
     yield h_last
 
     steps = max_sentences - int(n_sent.min())
@@ -146,7 +152,11 @@ def _steps(
         if not bool(active.any()):
             return
         with torch.inference_mode():
-            new_ids, mask = sllm.vae.generate(sllm.sentence_vectors(h_last), max_tokens, return_tensors=True, **sampling)
+            if control.active:
+                new_ids, mask = control.decode(sllm.sentence_vectors(h_last), max_tokens, sampling)
+            else:
+                new_ids, mask = sllm.vae.generate(sllm.sentence_vectors(h_last), max_tokens, return_tensors=True,
+                                                  **sampling)
             if new_ids.shape[1] == 0:  # every row ended at once: keep one (masked) column to encode
                 new_ids = F.pad(new_ids, (0, 1), value=pad_id)
                 mask = F.pad(mask, (0, 1), value=False)
@@ -154,6 +164,8 @@ def _steps(
             if max_new_tokens is not None:
                 mask = mask & (mask.long().cumsum(1) <= (max_new_tokens - tokens_out)[:, None])
             emitted = mask.any(1)  # an empty sentence also ends its row
+            if control.active:
+                control.record(new_ids, mask)
             enc_mask = mask.clone()
             enc_mask[:, 0] |= ~emitted  # finished rows encode one pad token, masked out below
             x = sllm.encode_sentences(new_ids, enc_mask)[:, None]
@@ -182,9 +194,10 @@ def _check_finite_prefill(vectors: torch.Tensor, h_last: torch.Tensor) -> None:
 
 
 def _setup(sllm, prompts, tokenizer, segmenter, max_sentences, max_tokens_per_sentence, max_new_sentences, max_new_tokens, sampling):
-    unknown = set(sampling) - set(SAMPLING_KEYS)
+    unknown = set(sampling) - set(SAMPLING_KEYS) - set(REPETITION_KEYS)
     if unknown:
-        raise TypeError(f"unknown generation option(s) {sorted(unknown)}; sampling options are {list(SAMPLING_KEYS)}")
+        raise TypeError(f"unknown generation option(s) {sorted(unknown)}; sampling options are "
+                        f"{list(SAMPLING_KEYS + REPETITION_KEYS)}")
     if sampling.get("return_tensors") is not None:
         raise TypeError("return_tensors is set by SentenceLLM.generate itself")
     max_sentences, max_tokens = _limits(sllm, max_sentences, max_tokens_per_sentence)
@@ -236,7 +249,10 @@ def generate(
     ``max_tokens_per_sentence`` (VAE decode budget). A row stops when the termination head says
     stop (unless ``ignore_stop=True``, for fixed-length benchmarks), at a limit, or when the VAE
     decodes an empty sentence. ``sampling``: do_sample, temperature, top_k, top_p, use_cache,
-    ignore_eos, generator — forwarded to ``vae.generate``.
+    ignore_eos, generator — forwarded to ``vae.generate``; and repetition control
+    (`graftlm.sllm.repetition`): ``no_repeat_sentence=True`` (a row never emits a sentence it
+    already has, prompt included), ``repetition_penalty`` (HF-style, > 1 penalises the tokens of
+    the row's text so far).
 
     Returns the new text of each row (list[str]), or with ``return_dict=True`` a
     `SentenceGenerationOutput` (token ids always; texts when a tokenizer is known).

@@ -70,6 +70,8 @@ def vae_config(cfg: TrainConfig, vocab_size: int, tokenizer: Any, *, hidden_size
         common["loss"] = cfg.vae_loss
     if cfg.vae_preset == "official":
         return SentenceVAEConfig.official(dropout=cfg.dropout, **common)
+    common.update(encoder=cfg.vae_encoder, positional_dim=cfg.positional_dim, conditioning=cfg.vae_conditioning,
+                  memory_slots=cfg.memory_slots)
     if "embed_dim" in common:
         common["tie_word_embeddings"] = False
     return SentenceVAEConfig(dropout=cfg.dropout, **common)
@@ -114,8 +116,11 @@ def build_svae(cfg: TrainConfig) -> Built:
     else:
         vae = SentenceVAE(vae_config(cfg, len(tokenizer), tokenizer, hidden_size=cfg.hidden_size,
                                      num_heads=cfg.num_heads))
+    if cfg.warm_start and not cfg.vae_path:
+        vae.warm_start()
     if cfg.freeze_embeddings:
         freeze_vae_embeddings(vae)
+    vae.use_sampled_head(cfg.head_negatives if cfg.train_head == "sampled" else None)
     pad, _, _ = special_ids(tokenizer)
     return Built(vae, tokenizer, "svae", _segment_budget(vae, cfg), pad,
                  info={"parameters": sum(p.numel() for p in vae.parameters())})
@@ -169,8 +174,11 @@ def build_sllm(cfg: TrainConfig) -> Built:
                                      num_heads=bc.num_attention_heads, embed_dim=emb.shape[1]))
         if cfg.init_embeddings:
             vae.init_embeddings_from(emb.detach().float())
+        if cfg.warm_start:
+            vae.warm_start()
     if cfg.freeze_embeddings:
         freeze_vae_embeddings(vae)
+    vae.use_sampled_head(cfg.head_negatives if cfg.train_head == "sampled" else None)
     teacher = None
     if cfg.distill_weight > 0:  # a weight-sharing copy taken before grafting strips the original
         from graftlm.evaluation.speed import shared_copy

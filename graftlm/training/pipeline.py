@@ -15,6 +15,7 @@ from typing import Any, Callable, Iterable
 
 import torch
 
+from graftlm.training.budget import TimeBudget
 from graftlm.training.batching import ExampleStream, TrainBatches, heldout_examples, train_loader
 from graftlm.training.data import CorpusPath, check_source
 from graftlm.training.evaluate import evaluate_sllm, evaluate_svae, heldout_texts, reconstruction_table
@@ -123,6 +124,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, callbacks: Iterable[Any] = 
             cache["subset"] = heldout(cfg, built, limit=cfg.eval_batches * max(1, min(cfg.batch_size, 64)))
         return evaluate(cfg, built, model, cache["subset"], full=False)
 
+    callbacks = list(callbacks) + ([TimeBudget(cfg.max_minutes)] if cfg.max_minutes else [])
     trainer = Trainer(built.model, cfg, batch_factory(cfg, built), evaluate=periodic, export=export(built),
                       callbacks=callbacks)
     result = trainer.fit(resume=resume)

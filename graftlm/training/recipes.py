@@ -56,6 +56,13 @@ class TrainConfig:
     segment_rule: str = "semantic"  # semantic | paper (RegexSegmenter rule)
     min_tokens: int | None = None  # merge clauses shorter than this many tokens (None: no merging)
     vae_loss: str | None = None  # focal | ce (None: the preset's, focal)
+    vae_encoder: str = "transformer"  # transformer | positional (order-preserving; modern preset only)
+    positional_dim: int = 64  # positional encoder: per-position projection width
+    vae_conditioning: str = "cross"  # cross | prefix (memory_slots decoder positions ahead of bos; modern only)
+    memory_slots: int = 1  # prefix conditioning: slots per sentence vector
+    warm_start: bool = False  # SVAE: the first vector = normed mean of the (backbone's) embeddings
+    train_head: str = "full"  # full | sampled (training only; every reported figure uses the full softmax)
+    head_negatives: int = 4096  # sampled head: ids drawn from the whole vocabulary per batch
     freeze_embeddings: bool = False  # the VAE's token embeddings (from the backbone's) stay frozen
     lora_rank: int | None = None  # SLLM: LoRA of this rank on the backbone body (its other weights freeze)
     lora_targets: str = "q_proj,k_proj,v_proj,o_proj"  # comma-separated module names for LoRA
@@ -73,6 +80,7 @@ class TrainConfig:
     cosine_steps: int = 20000
     min_lr_ratio: float = 0.0  # lr held at min_lr_ratio × lr after the cosine period
     max_steps: int = 300000
+    max_minutes: float | None = None  # training-time budget: steps (and the cosine) re-planned to fit it
     ema_momentum: float | None = 2e-4  # null disables EMA
     mixed_precision: str = "no"  # no | fp16 | bf16
     seed: int = 0
@@ -113,6 +121,17 @@ class TrainConfig:
         _choice("vae_preset", self.vae_preset, ("official", "modern"))
         _choice("attention", self.attention, ("causal", "bidirectional"))
         _choice("segment_rule", self.segment_rule, ("semantic", "paper"))
+        _choice("vae_encoder", self.vae_encoder, ("transformer", "positional"))
+        _choice("vae_conditioning", self.vae_conditioning, ("cross", "prefix"))
+        _choice("train_head", self.train_head, ("full", "sampled"))
+        if self.vae_preset == "official" and (self.vae_encoder != "transformer" or self.vae_conditioning != "cross"):
+            raise ValueError("recipe keys 'vae_encoder'/'vae_conditioning' other than transformer/cross need "
+                             "vae_preset: modern (the official preset is the authors' architecture)")
+        if self.max_minutes is not None:
+            _positive("max_minutes", self.max_minutes, "the training-time budget in minutes (null: no budget)")
+        if self.train_head == "sampled" and self.distill_weight > 0:
+            raise ValueError("recipe key 'train_head: sampled' cannot be combined with distill_weight > 0 "
+                             "(distillation needs the full logits)")
         if self.vae_loss is not None:
             _choice("vae_loss", self.vae_loss, ("focal", "ce"))
         if self.min_tokens is not None and not 1 <= self.min_tokens <= self.max_tokens:
@@ -125,7 +144,7 @@ class TrainConfig:
                              f"{self.distill_weight}, {self.distill_topk}")
         for k in ("batch_size", "gradient_accumulation_steps", "max_steps", "max_tokens", "max_sentences",
                   "save_every", "log_every", "eval_every", "eval_size", "eval_batches", "bucket_pool",
-                  "shuffle_buffer", "prefetch_factor"):
+                  "shuffle_buffer", "prefetch_factor", "positional_dim", "memory_slots", "head_negatives"):
             if int(getattr(self, k)) < 1:
                 raise ValueError(f"recipe key {k!r} must be >= 1, got {getattr(self, k)}")
         for k in ("warmup_steps", "num_workers", "keep_last"):

@@ -113,6 +113,7 @@ class Trainer:
         self.step = 0
         self.batches_done = 0  # global batches consumed: the data position
         self.tokens_seen = 0
+        self.train_seconds = 0.0  # time in training steps (no eval, no checkpoints), across resumes
         self.last_checkpoint: Path | None = None
         self.metrics = MetricsWriter(self.run_dir, enabled=acc.is_main_process, tensorboard=cfg.tensorboard)
 
@@ -139,6 +140,7 @@ class Trainer:
                         optimizer_state=self.optimizer.state_dict(), scheduler_state=self.scheduler.state_dict(),
                         trainer_state={"step": self.step, "batches_done": self.batches_done,
                                        "tokens_seen": self.tokens_seen, "world_size": acc.num_processes,
+                                       "train_seconds": self.train_seconds,
                                        "config": self.cfg.to_dict()},
                         keep_last=self.cfg.keep_last)
         acc.wait_for_everyone()
@@ -195,6 +197,7 @@ class Trainer:
             self.ema.load_state_dict(state["ema"])
         self.step, self.batches_done = int(state["step"]), int(state["batches_done"])
         self.tokens_seen = int(state.get("tokens_seen", 0))
+        self.train_seconds = float(state.get("train_seconds", 0.0))
         self.last_checkpoint = path
         self.metrics.truncate_after(self.step)
         self.metrics.log("event", self.step, {"event": "resumed", "checkpoint": str(path)})
@@ -260,6 +263,7 @@ class Trainer:
         n_window, tokens_window, t0 = 0, 0, time.perf_counter()
         last_loss = math.nan
         while self.step < cfg.max_steps:
+            step_start = time.perf_counter()
             grad_norm = None
             for _ in range(cfg.gradient_accumulation_steps):
                 batch = {k: v.to(acc.device) for k, v in next(batches).items()}
@@ -293,7 +297,8 @@ class Trainer:
                 last_loss = self._log(window, n_window, tokens_window, time.perf_counter() - t0, bar)
                 window, n_window, tokens_window, t0 = {}, 0, 0, time.perf_counter()
             bar.update(1)
-            paused = time.perf_counter()  # eval and checkpoint time do not count for tokens/s
+            paused = time.perf_counter()
+            self.train_seconds += paused - step_start  # eval and checkpoint time do not count for tokens/s
             if self.step % cfg.eval_every == 0 and self.step < cfg.max_steps:
                 self.run_eval()
             if self.step % cfg.save_every == 0 or self.step == cfg.max_steps:

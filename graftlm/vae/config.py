@@ -14,6 +14,8 @@ FUSIONS = ("sum", "mean", "weighted")
 POSITIONS = ("rope", "sinusoidal")
 ACTIVATIONS = ("gelu", "relu")
 LOSSES = ("focal", "ce")
+ENCODERS = ("transformer", "positional")
+CONDITIONINGS = ("cross", "prefix")
 
 
 # (field, lower bound, bound excluded, what the value means) for the float fields
@@ -48,6 +50,14 @@ class SentenceVAEConfig:
     ``embed_dim`` None = ``hidden_size`` (else a bias-free ``project_in`` maps it to h);
     ``max_tokens`` is the size of the sinusoidal table (a segment may have at most
     ``max_tokens - 1`` tokens, one position being bos) or, with RoPE, the default generation cap.
+
+    How the vector is made and read (issue 19): ``encoder="transformer"`` (N blocks, then fusion)
+    or ``"positional"`` (order-preserving: each position's embedding projected to
+    ``positional_dim``, flattened over ``max_tokens`` positions, one linear layer added to the mean
+    embedding, LayerNorm; no encoder blocks, so segments are at most ``max_tokens`` tokens);
+    ``conditioning="cross"`` (cross-attention to the one vector in every decoder block) or
+    ``"prefix"`` (one linear expansion into ``memory_slots`` decoder positions ahead of bos, read
+    by causal self-attention in every block; no cross-attention).
     """
 
     vocab_size: int
@@ -72,6 +82,10 @@ class SentenceVAEConfig:
     rope_theta: float = 10000.0
     layer_norm_eps: float = 1e-5
     init_std: float = 0.02
+    encoder: str = "transformer"
+    positional_dim: int = 64
+    conditioning: str = "cross"
+    memory_slots: int = 1
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -79,7 +93,8 @@ class SentenceVAEConfig:
             self.ffn_size = 4 * self.hidden_size
         if self.embed_dim is None:
             self.embed_dim = self.hidden_size
-        for name in ("vocab_size", "hidden_size", "num_heads", "num_layers", "ffn_size", "max_tokens", "embed_dim"):
+        for name in ("vocab_size", "hidden_size", "num_heads", "num_layers", "ffn_size", "max_tokens", "embed_dim",
+                     "positional_dim", "memory_slots"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"SentenceVAEConfig.{name} must be a positive int, got {value!r}")
@@ -98,7 +113,8 @@ class SentenceVAEConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or not 0 <= value < self.vocab_size:
                 raise ValueError(f"{name}={value!r} is outside the vocabulary [0, {self.vocab_size})")
-        for name, allowed in (("fusion", FUSIONS), ("position", POSITIONS), ("activation", ACTIVATIONS), ("loss", LOSSES)):
+        for name, allowed in (("fusion", FUSIONS), ("position", POSITIONS), ("activation", ACTIVATIONS), ("loss", LOSSES),
+                              ("encoder", ENCODERS), ("conditioning", CONDITIONINGS)):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"unknown {name} {getattr(self, name)!r}; choose one of {allowed}")
         for name, low, strict, hint in _FLOAT_RANGES:
@@ -114,6 +130,12 @@ class SentenceVAEConfig:
                 f"tie_word_embeddings needs embed_dim == hidden_size (got {self.embed_dim} vs {self.hidden_size}); "
                 "untie the head or drop embed_dim"
             )
+
+        if self.conditioning == "cross" and self.memory_slots != 1:
+            raise ValueError(f"memory_slots={self.memory_slots} needs conditioning='prefix' (cross-attention reads "
+                             "the one vector); set conditioning='prefix' or memory_slots=1")
+        if self.encoder == "positional" and self.encoder_bos and self.max_tokens < 2:
+            raise ValueError("the positional encoder with encoder_bos needs max_tokens >= 2 (bos + one token)")
 
     @classmethod
     def official(
@@ -137,8 +159,13 @@ class SentenceVAEConfig:
 
     @property
     def max_segment_tokens(self) -> int | None:
-        """Longest segment (without bos/eos) the model accepts; None = no limit (RoPE)."""
-        return self.max_tokens - 1 if self.position == "sinusoidal" else None
+        """Longest segment (without bos/eos) the model accepts; None = no limit (RoPE, transformer encoder)."""
+        limits = []
+        if self.position == "sinusoidal":
+            limits.append(self.max_tokens - 1)
+        if self.encoder == "positional":  # one flattened slot per position
+            limits.append(self.max_tokens - int(self.encoder_bos))
+        return min(limits) if limits else None
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -136,13 +136,46 @@ class EncoderBlock(_Block):
 
 
 class DecoderBlock(_Block):
+    """Causal self-attention, cross-attention to the memory (``conditioning="cross"`` only; with
+    prefix slots the vector is read by self-attention), FFN. ``norm3`` is the FFN's norm in both
+    modes, so official checkpoints keep their names."""
+
     def __init__(self, config: SentenceVAEConfig) -> None:
         super().__init__(config, num_norms=3)
         self.self_attn = SelfAttention(config)
-        self.cross_attn = CrossAttention(config)
+        if config.conditioning == "cross":
+            self.cross_attn = CrossAttention(config)
+        else:
+            self.cross_attn = None
+            self.norm2 = None
 
-    def forward(self, x, memory_kv, rope=None, cache: LayerCache | None = None) -> torch.Tensor:
-        """x (B, L, h) → (B, L, h); causal self-attention, then cross-attention to the memory."""
+    def forward(self, x, memory_kv=None, rope=None, cache: LayerCache | None = None) -> torch.Tensor:
+        """x (B, L, h) → (B, L, h)."""
         x = self._residual(x, lambda y: self.self_attn(y, causal=True, rope=rope, cache=cache), self.norm1)
-        x = self._residual(x, lambda y: self.cross_attn(y, memory_kv), self.norm2)
+        if self.cross_attn is not None:
+            x = self._residual(x, lambda y: self.cross_attn(y, memory_kv), self.norm2)
         return self._residual(x, self._ffn, self.norm3)
+
+
+class PositionalFusion(nn.Module):
+    """The order-preserving fusion of ``encoder="positional"``: the mean of the real tokens'
+    embeddings plus one linear layer over every position's projected embedding, flattened in
+    order (CALM's autoencoder: per-token projection, flatten, linear). Padding is zeroed after the
+    projection (its bias too), so it contributes nothing. Attention-free: pooling a transformer's
+    outputs blurs which token stood where, a flattened layout keeps each position's own weights.
+    ``flat`` is the residual branch; zeroed, the fusion is exactly the mean embedding."""
+
+    def __init__(self, config: SentenceVAEConfig) -> None:
+        super().__init__()
+        self.slots = config.max_tokens
+        self.proj = nn.Linear(config.hidden_size, config.positional_dim)
+        self.flat = nn.Linear(config.max_tokens * config.positional_dim, config.hidden_size)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """x (B, L, h) embeddings, mask (B, L) bool with at most ``max_tokens`` real tokens a row → (B, h)."""
+        x, mask = x[:, : self.slots], mask[:, : self.slots]  # columns past the slots hold only padding
+        keep = mask[..., None].to(x.dtype)
+        mean = (x * keep).sum(1) / keep.sum(1)
+        z = self.proj(x) * keep
+        z = F.pad(z, (0, 0, 0, self.slots - z.shape[1]))
+        return mean + self.flat(z.flatten(1))
