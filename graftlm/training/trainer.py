@@ -227,7 +227,7 @@ class Trainer:
                 m.eval()
                 result = dict(self.evaluate_fn(m))
             self.raw_model.train(was_training)
-            self.metrics.log("eval", self.step, result)
+            self.metrics.log("eval", self.step, {**result, "train_minutes": round(self.train_seconds / 60, 3)})
         acc.wait_for_everyone()
         return result
 
