@@ -162,3 +162,85 @@ def test_sampled_head_includes_the_targets_and_trains(rng):
 def test_sampled_head_rejects_a_bad_count():
     with pytest.raises(ValueError, match="positive int"):
         make().use_sampled_head(0)
+
+
+def _llama_decoder_vae(backbone, slots=2):
+    from graftlm.vae.warm_start import llama_decoder_fields
+
+    fields = llama_decoder_fields(backbone.config, backbone.config.num_hidden_layers)
+    torch.manual_seed(0)
+    vae = SentenceVAE(SentenceVAEConfig(vocab_size=backbone.config.vocab_size, encoder="positional", max_tokens=16,
+                                        memory_slots=slots, **fields)).eval()
+    vae.init_embeddings_from(backbone.get_input_embeddings().weight.detach())
+    vae.decoder_from_backbone(backbone)
+    return vae
+
+
+def test_decoder_from_backbone_is_the_backbone_reading_the_slots(rng):
+    from fixtures.tiny_models import tiny_llama
+
+    backbone = tiny_llama()
+    vae = _llama_decoder_vae(backbone)
+    for mine, theirs in zip(vae.decoder.layers, backbone.model.layers):
+        for name, p in theirs.state_dict().items():
+            assert torch.equal(mine.state_dict()[name], p)
+    ids = torch.randint(3, 259, (2, 6), generator=rng)
+    v = torch.randn(2, 32, generator=rng)
+    with torch.no_grad():
+        slots = vae.decoder.slots(v)
+        expected = backbone(inputs_embeds=torch.cat([slots, backbone.get_input_embeddings()(ids)], 1)).logits[:, 2:]
+        torch.testing.assert_close(vae.decoder(v, ids), expected, atol=1e-5, rtol=1e-4)
+        cache = vae.decoder.new_cache(v, 6)
+        steps = torch.cat([vae.decoder(v, ids[:, :4], cache), vae.decoder(v, ids[:, 4:], cache)], 1)
+        torch.testing.assert_close(steps, expected, atol=1e-5, rtol=1e-4)
+
+
+def test_decoder_from_backbone_refuses_a_mismatch():
+    from fixtures.tiny_models import tiny_llama, tiny_opt
+
+    vae = _llama_decoder_vae(tiny_llama())
+    with pytest.raises(ValueError, match="intermediate_size"):
+        vae.decoder_from_backbone(_wider_ffn())
+    with pytest.raises(ValueError, match="Llama-family"):
+        vae.decoder_from_backbone(tiny_opt())
+    with pytest.raises(ValueError, match="decoder_style='llama'"):
+        make().decoder_from_backbone(tiny_llama())
+
+
+def _wider_ffn():
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    return LlamaForCausalLM(LlamaConfig(vocab_size=259, hidden_size=32, num_hidden_layers=2, intermediate_size=96,
+                                        num_attention_heads=4, num_key_value_heads=2)).eval()
+
+
+def test_a_grafted_positional_prefix_vae_generates_as_it_trains():
+    """The SentenceLLM reads the new vectors: its cached generation equals its training forward."""
+    from fixtures.tiny_models import BACKBONES, TEXTS, paragraphs_batch
+    from graftlm import graft
+    from graftlm.tokenization import ByteTokenizer
+
+    torch.manual_seed(1)
+    vae = SentenceVAE(SentenceVAEConfig(vocab_size=259, hidden_size=24, num_heads=4, num_layers=1, max_tokens=16,
+                                        encoder="positional", conditioning="prefix", memory_slots=2))
+    sllm = graft(BACKBONES["llama"](), vae, tokenizer=ByteTokenizer()).eval()
+    prompts = paragraphs_batch(TEXTS)
+    out = sllm.generate(prompts, max_new_sentences=2, return_dict=True, output_hidden_states=True,
+                        ignore_stop=True, ignore_eos=True, max_tokens_per_sentence=4)
+    B, S0 = prompts.sentence_mask.shape
+    ids = torch.zeros(B, S0 + 2, 16, dtype=torch.long)
+    tm = torch.zeros_like(ids, dtype=torch.bool)
+    sm = torch.zeros(B, S0 + 2, dtype=torch.bool)
+    counts = prompts.sentence_mask.sum(1).tolist()
+    for b in range(B):
+        rows = [prompts.input_ids[b, s][prompts.token_mask[b, s]].tolist() for s in range(counts[b])] + out.token_ids[b]
+        for s, row in enumerate(rows):
+            ids[b, s, : len(row)] = torch.tensor(row)
+            tm[b, s, : len(row)] = True
+            sm[b, s] = True
+    with torch.no_grad():
+        full = sllm(ids, tm, sm)
+    assert torch.isfinite(full.loss)
+    for b in range(B):
+        n = counts[b]
+        torch.testing.assert_close(out.hidden_states[b], full.hidden_states[b, n - 1 : n + 2], atol=1e-5, rtol=1e-4)

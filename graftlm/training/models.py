@@ -58,7 +58,7 @@ def special_ids(tokenizer: Any) -> tuple[int, int, int]:
 
 
 def vae_config(cfg: TrainConfig, vocab_size: int, tokenizer: Any, *, hidden_size: int, num_heads: int,
-               embed_dim: int | None = None):
+               embed_dim: int | None = None, backbone_config: Any = None):
     from graftlm.vae import SentenceVAEConfig
 
     pad, bos, eos = special_ids(tokenizer)
@@ -72,6 +72,10 @@ def vae_config(cfg: TrainConfig, vocab_size: int, tokenizer: Any, *, hidden_size
         return SentenceVAEConfig.official(dropout=cfg.dropout, **common)
     common.update(encoder=cfg.vae_encoder, positional_dim=cfg.positional_dim, conditioning=cfg.vae_conditioning,
                   memory_slots=cfg.memory_slots)
+    if cfg.decoder_from_backbone:
+        from graftlm.vae.warm_start import llama_decoder_fields
+
+        common.update(llama_decoder_fields(backbone_config, cfg.decoder_from_backbone))
     if "embed_dim" in common:
         common["tie_word_embeddings"] = False
     return SentenceVAEConfig(dropout=cfg.dropout, **common)
@@ -109,10 +113,13 @@ def build_svae(cfg: TrainConfig) -> Built:
     if cfg.vae_path:
         vae = SentenceVAE.from_pretrained(cfg.vae_path)
     elif cfg.backbone == "smollm2" and cfg.init_embeddings:  # embeddings (and tied head) from the backbone's
-        emb = _smollm2()[0].get_input_embeddings().weight.detach().float()
+        backbone = _smollm2()[0]
+        emb = backbone.get_input_embeddings().weight.detach().float()
         vae = SentenceVAE(vae_config(cfg, emb.shape[0], tokenizer, hidden_size=cfg.hidden_size,
-                                     num_heads=cfg.num_heads, embed_dim=emb.shape[1]))
+                                     num_heads=cfg.num_heads, embed_dim=emb.shape[1], backbone_config=backbone.config))
         vae.init_embeddings_from(emb)
+        if cfg.decoder_from_backbone:
+            vae.decoder_from_backbone(backbone.float())
     else:
         vae = SentenceVAE(vae_config(cfg, len(tokenizer), tokenizer, hidden_size=cfg.hidden_size,
                                      num_heads=cfg.num_heads))

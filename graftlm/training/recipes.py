@@ -61,6 +61,7 @@ class TrainConfig:
     vae_conditioning: str = "cross"  # cross | prefix (memory_slots decoder positions ahead of bos; modern only)
     memory_slots: int = 1  # prefix conditioning: slots per sentence vector
     warm_start: bool = False  # SVAE: the first vector = normed mean of the (backbone's) embeddings
+    decoder_from_backbone: int | None = None  # SVAE: Llama decoder = the backbone's last k layers + norm + head
     train_head: str = "full"  # full | sampled (training only; every reported figure uses the full softmax)
     head_negatives: int = 4096  # sampled head: ids drawn from the whole vocabulary per batch
     freeze_embeddings: bool = False  # the VAE's token embeddings (from the backbone's) stay frozen
@@ -127,6 +128,12 @@ class TrainConfig:
         if self.vae_preset == "official" and (self.vae_encoder != "transformer" or self.vae_conditioning != "cross"):
             raise ValueError("recipe keys 'vae_encoder'/'vae_conditioning' other than transformer/cross need "
                              "vae_preset: modern (the official preset is the authors' architecture)")
+        if self.decoder_from_backbone is not None and (self.decoder_from_backbone < 1 or self.vae_preset != "modern"
+                                                       or self.vae_conditioning != "prefix" or self.model != "svae"
+                                                       or self.backbone != "smollm2" or not self.init_embeddings):
+            raise ValueError("recipe key 'decoder_from_backbone' (k >= 1) is a SentenceVAE warm start: it needs "
+                             "model: svae, backbone: smollm2, init_embeddings: true, vae_preset: modern and "
+                             "vae_conditioning: prefix")
         if self.max_minutes is not None:
             _positive("max_minutes", self.max_minutes, "the training-time budget in minutes (null: no budget)")
         if self.train_head == "sampled" and self.distill_weight > 0:

@@ -16,6 +16,7 @@ ACTIVATIONS = ("gelu", "relu")
 LOSSES = ("focal", "ce")
 ENCODERS = ("transformer", "positional")
 CONDITIONINGS = ("cross", "prefix")
+DECODER_STYLES = ("standard", "llama")
 
 
 # (field, lower bound, bound excluded, what the value means) for the float fields
@@ -57,7 +58,10 @@ class SentenceVAEConfig:
     embedding, LayerNorm; no encoder blocks, so segments are at most ``max_tokens`` tokens);
     ``conditioning="cross"`` (cross-attention to the one vector in every decoder block) or
     ``"prefix"`` (one linear expansion into ``memory_slots`` decoder positions ahead of bos, read
-    by causal self-attention in every block; no cross-attention).
+    by causal self-attention in every block; no cross-attention). ``decoder_style="llama"``: the
+    decoder's blocks are Llama's (RMSNorm, bias-free q/k/v/o with ``num_kv_heads`` grouped K/V,
+    SwiGLU FFN of ``ffn_size``, RMSNorm at the end), so they can start as a Llama-family
+    backbone's last layers (`SentenceVAE.decoder_from_backbone`); it needs prefix conditioning.
     """
 
     vocab_size: int
@@ -86,6 +90,8 @@ class SentenceVAEConfig:
     positional_dim: int = 64
     conditioning: str = "cross"
     memory_slots: int = 1
+    decoder_style: str = "standard"
+    num_kv_heads: int | None = None  # llama decoder: grouped K/V heads (None = num_heads)
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -93,8 +99,10 @@ class SentenceVAEConfig:
             self.ffn_size = 4 * self.hidden_size
         if self.embed_dim is None:
             self.embed_dim = self.hidden_size
+        if self.num_kv_heads is None:
+            self.num_kv_heads = self.num_heads
         for name in ("vocab_size", "hidden_size", "num_heads", "num_layers", "ffn_size", "max_tokens", "embed_dim",
-                     "positional_dim", "memory_slots"):
+                     "positional_dim", "memory_slots", "num_kv_heads"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"SentenceVAEConfig.{name} must be a positive int, got {value!r}")
@@ -114,7 +122,8 @@ class SentenceVAEConfig:
             if not isinstance(value, int) or not 0 <= value < self.vocab_size:
                 raise ValueError(f"{name}={value!r} is outside the vocabulary [0, {self.vocab_size})")
         for name, allowed in (("fusion", FUSIONS), ("position", POSITIONS), ("activation", ACTIVATIONS), ("loss", LOSSES),
-                              ("encoder", ENCODERS), ("conditioning", CONDITIONINGS)):
+                              ("encoder", ENCODERS), ("conditioning", CONDITIONINGS),
+                              ("decoder_style", DECODER_STYLES)):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"unknown {name} {getattr(self, name)!r}; choose one of {allowed}")
         for name, low, strict, hint in _FLOAT_RANGES:
@@ -134,6 +143,12 @@ class SentenceVAEConfig:
         if self.conditioning == "cross" and self.memory_slots != 1:
             raise ValueError(f"memory_slots={self.memory_slots} needs conditioning='prefix' (cross-attention reads "
                              "the one vector); set conditioning='prefix' or memory_slots=1")
+        if self.num_heads % self.num_kv_heads:
+            raise ValueError(f"num_heads {self.num_heads} is not a multiple of num_kv_heads {self.num_kv_heads}")
+        if self.decoder_style == "llama" and (self.conditioning != "prefix" or self.position != "rope"
+                                              or not self.norm_first):
+            raise ValueError("decoder_style='llama' needs conditioning='prefix', position='rope' and norm_first=True "
+                             "(Llama blocks have no cross-attention and no position table)")
         if self.encoder == "positional" and self.encoder_bos and self.max_tokens < 2:
             raise ValueError("the positional encoder with encoder_bos needs max_tokens >= 2 (bos + one token)")
 

@@ -157,6 +157,61 @@ class DecoderBlock(_Block):
         return self._residual(x, self._ffn, self.norm3)
 
 
+class LlamaSelfAttention(nn.Module):
+    """Llama's attention: bias-free q/k/v/o, ``num_kv_heads`` K/V heads shared by groups of query
+    heads (the cache stores the K/V heads only). Names match HF's, so a backbone layer's state
+    dict loads as it is."""
+
+    def __init__(self, config: SentenceVAEConfig) -> None:
+        super().__init__()
+        h, d = config.hidden_size, config.head_dim
+        self.num_heads, self.num_kv_heads = config.num_heads, config.num_kv_heads
+        self.dropout = config.dropout
+        self.q_proj = nn.Linear(h, self.num_heads * d, bias=False)
+        self.k_proj = nn.Linear(h, self.num_kv_heads * d, bias=False)
+        self.v_proj = nn.Linear(h, self.num_kv_heads * d, bias=False)
+        self.o_proj = nn.Linear(self.num_heads * d, h, bias=False)
+
+    def forward(self, x: torch.Tensor, rope, cache: LayerCache | None = None) -> torch.Tensor:
+        q = rearrange(self.q_proj(x), "b l (n d) -> b n l d", n=self.num_heads)
+        k = rearrange(self.k_proj(x), "b l (n d) -> b n l d", n=self.num_kv_heads)
+        v = rearrange(self.v_proj(x), "b l (n d) -> b n l d", n=self.num_kv_heads)
+        q, k = apply_rope(q, *rope), apply_rope(k, *rope)
+        if cache is not None:
+            k, v = cache.append(k, v)
+        group = self.num_heads // self.num_kv_heads
+        k, v = k.repeat_interleave(group, dim=1), v.repeat_interleave(group, dim=1)
+        out = attention(q, k, v, causal=True, dropout_p=self.dropout if self.training else 0.0)
+        return self.o_proj(rearrange(out, "b n l d -> b l (n d)"))
+
+
+class GatedFFN(nn.Module):
+    def __init__(self, config: SentenceVAEConfig) -> None:
+        super().__init__()
+        self.gate_proj = nn.Linear(config.hidden_size, config.ffn_size, bias=False)
+        self.up_proj = nn.Linear(config.hidden_size, config.ffn_size, bias=False)
+        self.down_proj = nn.Linear(config.ffn_size, config.hidden_size, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))
+
+
+class LlamaDecoderBlock(nn.Module):
+    """A Llama decoder layer (pre-RMSNorm attention and SwiGLU FFN), HF's parameter names."""
+
+    def __init__(self, config: SentenceVAEConfig) -> None:
+        super().__init__()
+        self.input_layernorm = nn.RMSNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.self_attn = LlamaSelfAttention(config)
+        self.post_attention_layernorm = nn.RMSNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.mlp = GatedFFN(config)
+        self.drop = nn.Dropout(config.dropout)
+
+    def forward(self, x, memory_kv=None, rope=None, cache: LayerCache | None = None) -> torch.Tensor:
+        x = x + self.drop(self.self_attn(self.input_layernorm(x), rope, cache))
+        return x + self.drop(self.mlp(self.post_attention_layernorm(x)))
+
+
 class PositionalFusion(nn.Module):
     """The order-preserving fusion of ``encoder="positional"``: the mean of the real tokens'
     embeddings plus one linear layer over every position's projected embedding, flattened in

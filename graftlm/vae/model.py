@@ -24,7 +24,9 @@ import torch.nn.functional as F
 from graftlm.losses import cross_entropy_loss, focal_loss, sampled_softmax_logprobs
 from graftlm.vae.cache import DecoderCache, LayerCache
 from graftlm.vae.config import SentenceVAEConfig
-from graftlm.vae.layers import DecoderBlock, EncoderBlock, PositionalFusion, rope_tables, sinusoidal_table
+from graftlm.vae.warm_start import decoder_from_backbone, warm_start_encoder
+from graftlm.vae.layers import (DecoderBlock, EncoderBlock, LlamaDecoderBlock, PositionalFusion, rope_tables,
+                                sinusoidal_table)
 
 
 @dataclass
@@ -121,8 +123,11 @@ class SentenceDecoder(nn.Module):
         self.config = config
         self.embedding = _Embedding(config)
         self.drop = nn.Dropout(config.dropout)
-        self.layers = nn.ModuleList(DecoderBlock(config) for _ in range(config.num_layers))
-        self.norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps) if config.norm_first else None
+        llama = config.decoder_style == "llama"
+        self.layers = nn.ModuleList((LlamaDecoderBlock if llama else DecoderBlock)(config)
+                                    for _ in range(config.num_layers))
+        norm = nn.RMSNorm if llama else nn.LayerNorm
+        self.norm = norm(config.hidden_size, eps=config.layer_norm_eps) if config.norm_first else None
         self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=not config.tie_word_embeddings)
         if config.tie_word_embeddings:
             self.lm_head.weight = self.embedding.embed.weight
@@ -200,29 +205,14 @@ class SentenceVAE(nn.Module):
             raise ValueError(f"sampled head negatives must be a positive int or None, got {negatives!r}")
         self.sampled_negatives = negatives
 
-    @torch.no_grad()
     def warm_start(self) -> None:
-        """Start from what the embeddings already know: the encoder's residual branches (the
-        positional fusion's ``flat`` layer, or each pre-norm block's attention and FFN output
-        projections) are zeroed, so the first vector is LayerNorm(mean of the real tokens' input
-        embeddings); prefix slots start as copies of the vector (identity expansion). Call it after
-        `init_embeddings_from` (a backbone's embeddings)."""
-        c = self.config
-        enc = self.encoder
-        if enc.positional is not None:
-            branches = [enc.positional.flat]
-        else:
-            if not c.norm_first or c.fusion != "mean" or c.position != "rope":
-                raise ValueError("warm_start needs pre-norm blocks, mean fusion and RoPE (the modern preset) or "
-                                 "encoder='positional': otherwise no zero branch makes the vector the mean embedding")
-            branches = [m for layer in enc.layers for m in (layer.self_attn.out_proj, layer.linear2)]
-        for lin in branches:
-            lin.weight.zero_()
-            lin.bias.zero_()
-        if self.decoder.expand is not None:
-            eye = torch.eye(c.hidden_size, dtype=self.decoder.expand.weight.dtype)
-            self.decoder.expand.weight.copy_(eye.repeat(c.memory_slots, 1))
-            self.decoder.expand.bias.zero_()
+        """The first vector = LayerNorm(mean input embedding); see `graftlm.vae.warm_start.warm_start_encoder`."""
+        warm_start_encoder(self)
+
+    def decoder_from_backbone(self, backbone: nn.Module, num_layers: int | None = None) -> None:
+        """Decoder = a Llama-family backbone's last layers + final norm (+ tied head); see
+        `graftlm.vae.warm_start.decoder_from_backbone`."""
+        decoder_from_backbone(self, backbone, num_layers)
 
     def _init_weights(self, module: nn.Module) -> None:
         if isinstance(module, (nn.Linear, nn.Embedding)):
