@@ -71,4 +71,18 @@ def test_recipe_builds_the_levers(byte_tokenizer):
     c = vae.config
     assert (c.encoder, c.conditioning, c.memory_slots, c.positional_dim) == ("positional", "prefix", 2, 8)
     assert vae.sampled_negatives == 7
-    assert float(vae.encoder.positional.flat.weight.abs().sum()) == 0.0  # warm-started
+    assert not vae.encoder.positional.flat.weight.detach().any()  # warm-started
+
+
+def test_train_with_max_minutes_stops_when_the_budget_is_spent(tmp_path, fresh_accelerate_state):
+    from graftlm.cli import main
+
+    torch.set_num_threads(1)
+    # a budget of ~0 s: the run stops after its first step, whatever max_steps says
+    assert main(["train", "svae-demo-cpu", "--smoke", "--set", f"output_dir={tmp_path}/{{name}}",
+                 "--set", "max_steps=50", "--set", "max_minutes=0.00001", "--set", "save_every=100"]) == 0
+    state = sorted((tmp_path / "svae-demo-cpu" / "checkpoints").glob("step-*/trainer_state.json"))[-1]
+    import json
+
+    saved = json.loads(state.read_text())
+    assert saved["step"] == 1 and saved["train_seconds"] > 0

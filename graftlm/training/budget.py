@@ -3,7 +3,8 @@
 A CPU user knows how many minutes they can spare, not how many steps fit in them. `TimeBudget`
 (a `Trainer` callback) measures the step rate on the run's own training time (evaluation and
 checkpoints excluded; kept across ``--resume``), re-plans ``max_steps`` and the cosine decay so
-the schedule ends when the budget does, and stops the run there. ``max_steps`` stays a cap.
+the schedule ends when the budget does, and stops the run there with a checkpoint (a later
+``--resume`` with a larger ``max_minutes`` goes on from it). ``max_steps`` stays a cap.
 """
 
 from __future__ import annotations
@@ -36,6 +37,9 @@ class TimeBudget:
                 self._next += 1  # a resumed run: the fractions already passed
         if spent >= self.budget_s:
             trainer.cfg.max_steps = step  # Trainer.fit's loop ends after this step
+            last = getattr(trainer, "last_checkpoint", None)
+            if hasattr(trainer, "save") and (last is None or not str(last).endswith(f"step-{step:08d}")):
+                trainer.save()  # the stop is a checkpoint too: a later --resume with more minutes goes on from here
             return
         due = self._next < len(REPLAN_AT) and spent >= REPLAN_AT[self._next] * self.budget_s
         if due and step - self._origin[0] >= MIN_STEPS_TO_MEASURE:

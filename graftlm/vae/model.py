@@ -4,8 +4,12 @@ Data path (B segments, L tokens each, right-padded; h = hidden size, V = vocabul
 
     input_ids (B, L) ──embed(+project_in)──positions──EncoderBlock×N──fusion over real tokens
         ──LayerNorm──▶ sentence vector (B, h)
+        (encoder="positional": embed──PositionalFusion (mean + linear over the flattened,
+        per-position projections)──LayerNorm; no blocks)
     [bos] + input_ids (B, L+1) ──embed──positions──DecoderBlock×N (causal self-attention,
         cross-attention to the vector as a (B, 1, h) memory)──head──▶ logits (B, L+1, V)
+        (conditioning="prefix": m slots = expand(vector) ahead of bos, read by self-attention;
+        no cross-attention; decoder_style="llama": Llama blocks, see `graftlm.vae.warm_start`)
 
 The decoder's only view of the encoder is the vector. Despite the name there is no variational
 part (as in the paper): a deterministic autoencoder.
@@ -24,9 +28,9 @@ import torch.nn.functional as F
 from graftlm.losses import cross_entropy_loss, focal_loss, sampled_softmax_logprobs
 from graftlm.vae.cache import DecoderCache, LayerCache
 from graftlm.vae.config import SentenceVAEConfig
-from graftlm.vae.warm_start import decoder_from_backbone, warm_start_encoder
 from graftlm.vae.layers import (DecoderBlock, EncoderBlock, LlamaDecoderBlock, PositionalFusion, rope_tables,
                                 sinusoidal_table)
+from graftlm.vae.warm_start import decoder_from_backbone, warm_start_encoder
 
 
 @dataclass
