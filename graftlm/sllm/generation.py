@@ -135,7 +135,8 @@ def _steps(
         tokens_out = torch.zeros(B, dtype=torch.long, device=dev)
         active = torch.ones(B, dtype=torch.bool, device=dev)
         control = RepetitionControl(sllm.vae, ids, tm, sm, no_repeat_sentence=repetition.get("no_repeat_sentence", False),
-                                    repetition_penalty=repetition.get("repetition_penalty", 1.0))
+                                    repetition_penalty=repetition.get("repetition_penalty", 1.0),
+                                    tokenizer=getattr(sllm, "tokenizer", None))
     yield h_last
 
     steps = max_sentences - int(n_sent.min())
