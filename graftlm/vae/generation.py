@@ -77,27 +77,28 @@ def apply_repetition_penalty(logits: torch.Tensor, seen: torch.Tensor, penalty: 
 
 
 class SentenceBlocker:
-    """Per-row sentences a row must not produce again: at the step where a row's tokens so far
-    equal a blocked sentence, eos is forbidden (the row writes something longer instead); a
-    blocked sentence exactly ``max_new_tokens`` long, which ends by the cap and not by eos, has
-    its last token forbidden instead. Host-side, one transfer per step."""
+    """Per-row sentences a row must not produce again: when a row's tokens so far equal a blocked
+    sentence's all but last, that last token is forbidden (and eos after the whole sentence, for a
+    sentence that already ends there). So no new sentence *starts with* a blocked one either: a
+    sentence extended past a blocked one would show the same sentence to a reader (and to a
+    segmenter) followed by something else. Host-side, one transfer per step."""
 
-    def __init__(self, banned: list[list[list[int]]], eos: int, max_new_tokens: int) -> None:
+    def __init__(self, banned: list[list[list[int]]], eos: int) -> None:
         self.eos = eos
         self.ends = [{tuple(s) for s in rows if s} for rows in banned]
-        self.last = [{} for _ in banned]  # prefix -> last tokens, for sentences that fill the cap
+        self.last: list[dict[tuple[int, ...], set[int]]] = [{} for _ in banned]
         for r, rows in enumerate(banned):
             for s in rows:
-                if len(s) == max_new_tokens:
+                if s:
                     self.last[r].setdefault(tuple(s[:-1]), set()).add(s[-1])
         self.so_far: list[list[int]] = [[] for _ in banned]
 
-    def block(self, logits: torch.Tensor, step: int, max_new_tokens: int) -> None:
+    def block(self, logits: torch.Tensor) -> None:
         for r, prefix in enumerate(self.so_far):
             key = tuple(prefix)
             if key in self.ends[r]:
                 logits[r, self.eos] = float("-inf")
-            if step == max_new_tokens - 1 and key in self.last[r]:
+            if key in self.last[r]:
                 logits[r, sorted(self.last[r][key])] = float("-inf")
 
     def record(self, token: torch.Tensor) -> None:
@@ -201,7 +202,7 @@ def generate(
         if penalise:
             seen = seen_tokens.to(vectors.device).clone() if seen_tokens is not None else \
                 torch.zeros(batch, c.vocab_size, dtype=torch.bool, device=vectors.device)
-        blocker = SentenceBlocker(banned_sentences, c.eos_token_id, max_new_tokens) if banned_sentences else None
+        blocker = SentenceBlocker(banned_sentences, c.eos_token_id) if banned_sentences else None
         steps = 0
         for t in range(max_new_tokens):
             if cache is not None:
@@ -212,7 +213,7 @@ def generate(
             if penalise:
                 logits = apply_repetition_penalty(logits, seen, float(repetition_penalty))
             if blocker is not None:
-                blocker.block(logits, t, max_new_tokens)
+                blocker.block(logits)
             # pad and bos are structure, never content: a sentence may not contain them
             logits[:, banned] = float("-inf")
             token = next_tokens(
