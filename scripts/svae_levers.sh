@@ -15,8 +15,9 @@ declare -A LEVERS=(
   [positional-prefix4]="--set vae_encoder=positional --set vae_conditioning=prefix --set memory_slots=4"
   [positional-prefix4-sampled]="--set vae_encoder=positional --set vae_conditioning=prefix --set memory_slots=4 --set train_head=sampled --set head_negatives=4096"
   [positional-prefix4-warm]="--set vae_encoder=positional --set vae_conditioning=prefix --set memory_slots=4 --set warm_start=true"
+  [positional-prefix4-llama1]="--set vae_encoder=positional --set vae_conditioning=prefix --set memory_slots=4 --set warm_start=true --set decoder_from_backbone=1"
 )
-VARIANTS="${VARIANTS:-pooled-cross positional-cross positional-prefix4 positional-prefix4-sampled positional-prefix4-warm}"
+VARIANTS="${VARIANTS:-pooled-cross positional-cross positional-prefix4 positional-prefix4-sampled positional-prefix4-warm positional-prefix4-llama1}"
 for v in $VARIANTS; do
   dir="runs/levers-$STEPS/$v"
   if [ -f "$dir/eval.json" ]; then continue; fi
