@@ -1,35 +1,34 @@
-"""The Llama family (Llama, Mistral, Qwen2/3, SmolLM2: ``model.model`` + ``lm_head``) as a backbone."""
+"""The Llama family (Llama, Mistral, Qwen2/3, SmolLM2) under the name ``llama``.
+
+Almost no code of its own: the generic adapter does the work. It stays registered because saved
+SentenceLLMs name their adapter (``"adapter": "llama"`` in sllm_config.json) and because the test
+suite verifies these four architectures (causality, padding on either side, cached steps), so
+`graft` skips its self-test for them.
+"""
 
 from __future__ import annotations
 
 from torch import nn
 
 from graftlm.plugins import BackboneAdapter, hookimpl
+from graftlm_adapters.generic import GenericAdapter
 
 
-class LlamaAdapter(BackboneAdapter):
-    """Body = ``model.model`` (decoder layers + final RMSNorm, rotary positions) without embeddings.
-
-    Tied embeddings (SmolLM2) share one tensor between ``embed_tokens`` and ``lm_head``; both are
-    set to None so nothing keeps it alive.
-    """
+class LlamaAdapter(GenericAdapter):
+    """Body = ``model.model`` (decoder layers + final RMSNorm, rotary positions) without embeddings;
+    a tied ``lm_head`` goes with ``embed_tokens`` so nothing keeps their shared tensor alive."""
 
     name = "llama"
     model_types = ("llama", "mistral", "qwen2", "qwen3")
+    verified_model_types = model_types
+    fallback = False
 
-    @staticmethod
-    def _body(model: nn.Module) -> nn.Module:
-        body = getattr(model, "model", None) if hasattr(model, "lm_head") else model
-        if body is None or not hasattr(body, "layers") or not hasattr(body, "embed_tokens"):
-            raise TypeError(f"expected a LlamaForCausalLM-like model, got {type(model).__name__}")
-        return body
+    def matches(self, model: nn.Module) -> bool:
+        return BackboneAdapter.matches(self, model)
 
-    def strip(self, model: nn.Module) -> nn.Module:
-        body = self._body(model)
-        body.embed_tokens = None
-        if hasattr(model, "lm_head"):
-            model.lm_head = None
-        return body
+    # transformers' DynamicCache from the start: older releases (4.46) return a legacy tuple cache,
+    # deprecated there, when the body builds the cache itself
+    new_cache = BackboneAdapter.new_cache
 
 
 @hookimpl

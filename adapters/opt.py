@@ -1,4 +1,9 @@
-"""OPT (all sizes, including OPT-350M's project_in/out) as a graftlm backbone."""
+"""OPT (all sizes, including OPT-350M's project_in/out) as a graftlm backbone.
+
+Kept beside the generic adapter (which grafts OPT too, with ``OPTModel`` as the body) because its
+body is ``model.model.decoder``: saved SentenceLLMs and the authors' checkpoints
+(`graftlm.sllm.official`) name the body's weights relative to the decoder.
+"""
 
 from __future__ import annotations
 
@@ -17,6 +22,10 @@ class OPTAdapter(BackboneAdapter):
 
     name = "opt"
     model_types = ("opt",)
+    verified_model_types = model_types
+
+    def body(self, model: nn.Module) -> nn.Module:
+        return self._decoder(model)
 
     @staticmethod
     def _decoder(model: nn.Module) -> nn.Module:

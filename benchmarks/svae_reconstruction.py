@@ -19,8 +19,9 @@ import torch
 from graftlm.segmenter import RegexSegmenter
 from graftlm.text import pydoc_topics_text, train_heldout_split
 from graftlm.tokenization import ByteTokenizer
+from graftlm.training.batching import length_buckets
+from graftlm.training.evaluate import evaluate_svae
 from graftlm.vae import SentenceVAE, SentenceVAEConfig
-from graftlm.vae.evaluation import length_buckets, reconstruction_report
 
 
 def load_segments(max_bytes: int) -> list[str]:
@@ -91,11 +92,11 @@ def main() -> None:
 
     sample = train_ids[: len(heldout_ids)]
     for name, rows in (("train", sample), ("held-out", heldout_ids)):
-        report = reconstruction_report(model, rows)
-        print(f"{name:9s} exact-match {report.exact_match:6.1%}  token accuracy {report.token_accuracy:6.1%}  "
-              f"PPL {report.perplexity:7.3f}  ({len(rows)} segments)")
+        report = evaluate_svae(model, rows, pad_id=tok.pad_token_id, batch_size=256, keep_generated=True)
+        print(f"{name:9s} exact-match {report['exact_match']:6.1%}  token accuracy {report['token_accuracy']:6.1%}  "
+              f"PPL {report['ppl']:7.3f}  ({len(rows)} segments)")
     print(f"trained {step} steps ({epoch} epochs) in {train_time:.0f} s")
-    for text, decoded in list(zip(heldout_text, report.generated))[:8]:
+    for text, decoded in list(zip(heldout_text, report["generated"]))[:8]:
         mark = "==" if tok.encode(text) == decoded else "!="
         print(f"  {text!r}\n  {mark} {tok.decode(decoded)!r}")
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from graftlm.bench import suite
-from graftlm.bench.memory import track_peak_memory
+from graftlm.evaluation.memory import track_peak_memory
 
 
 @pytest.mark.parametrize("tokens", [1024, 4096, 16384])

@@ -7,7 +7,7 @@ import pytest
 from graftlm.bench import suite
 from graftlm.bench.macs import mac_bound
 from graftlm.bench.corpus import text_with_tokens
-from graftlm.bench.throughput import hf_generate_runner, lean_loop_runner, prompt_batch, sllm_runner
+from graftlm.evaluation.throughput import hf_generate_runner, lean_loop_runner, prompt_batch, sllm_runner
 
 PROMPT_TOKENS = 64
 _SLLMS: dict[tuple[str, int], object] = {}

@@ -15,10 +15,20 @@ import importlib.util
 import os
 import shutil
 import sys
-import tempfile
 import threading
 from pathlib import Path
 from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+from transformers import (
+    AutoConfig,
+    AutoModelForCausalLM,
+    AutoTokenizer,
+    LlamaForCausalLM,
+)
+
+from graftlm.atomic import begin_folder
 
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 SMOLLM2_SOURCE = "graftlm.backbones:load_smollm2"
@@ -66,9 +76,6 @@ def read_cached(entry: Path, *, weights: bool = True) -> tuple[Any, dict[str, An
     """(config, state dict or None without ``weights``, tokenizer) of a complete cache entry, else None."""
     if not (entry / COMPLETE).is_file() or not (entry / WEIGHTS).is_file():
         return None
-    from safetensors.torch import load_file
-    from transformers import AutoConfig, AutoTokenizer
-
     try:
         config = AutoConfig.from_pretrained(str(entry))
         state = load_file(str(entry / WEIGHTS)) if weights else None
@@ -81,12 +88,10 @@ def read_cached(entry: Path, *, weights: bool = True) -> tuple[Any, dict[str, An
 
 def write_cached(entry: Path, config: Any, state: dict[str, Any], tokenizer: Any) -> bool:
     """Write a cache entry atomically; False (with a message) when the cache cannot be written."""
-    from safetensors.torch import save_file
-
     tmp: Path | None = None
     try:
         entry.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=entry.name + ".tmp-", dir=entry.parent))
+        tmp = begin_folder(entry)  # graftlm.atomic's temp folder; the rename below keeps a first writer's entry
         config.save_pretrained(str(tmp))
         tokenizer.save_pretrained(str(tmp))
         save_file({k: v.contiguous() for k, v in state.items()}, str(tmp / WEIGHTS), metadata={"format": "pt"})
@@ -107,9 +112,6 @@ def write_cached(entry: Path, config: Any, state: dict[str, Any], tokenizer: Any
 
 
 def _dequantise_smollm2(folder: Path) -> tuple[Any, dict[str, Any], Any]:
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
     model = AutoModelForCausalLM.from_pretrained(str(folder), gguf_file=SMOLLM2_GGUF, dtype=torch.float32)
     config = model.config
     if hasattr(config, "quantization_config"):
@@ -156,8 +158,6 @@ def load_smollm2() -> tuple[Any, Any]:
     because grafting strips the model it is given. Returned models carry
     ``_graftlm_source`` so a grafted SentenceLLM can save them by reference.
     """
-    from transformers import LlamaForCausalLM
-
     with _lock:
         if "weights" not in _cache:
             _cache["config"], _cache["weights"], _cache["tokenizer"] = _smollm2_parts()
@@ -166,7 +166,6 @@ def load_smollm2() -> tuple[Any, Any]:
     with _no_init_weights():  # every weight is replaced just below
         model = LlamaForCausalLM(config)
     if isinstance(weights, Path):  # fresh tensors from the file, taken over without a copy
-        from safetensors.torch import load_file
 
         missing, unexpected = model.load_state_dict(load_file(str(weights)), strict=False, assign=True)
     else:

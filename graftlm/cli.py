@@ -11,11 +11,13 @@ import importlib
 import sys
 import time
 
+from graftlm import __version__
+
 COMMANDS: dict[str, tuple[str, str]] = {
     "adapters": ("graftlm.plugins.cli_adapters", "list the registered backbone adapters and where they come from"),
     "train": ("graftlm.training.cli_train", "train a SentenceVAE or a grafted SentenceLLM from a recipe"),
-    "eval": ("graftlm.training.cli_eval", "evaluate a trained SentenceVAE or SentenceLLM"),
-    "plot": ("graftlm.training.cli_plot", "write PNG loss curves of a run folder"),
+    "eval": ("graftlm.commands.eval", "evaluate a trained SentenceVAE or SentenceLLM"),
+    "plot": ("graftlm.commands.plot", "write PNG loss curves of a run folder"),
     "bench": ("graftlm.bench.cli_bench", "measure throughput and KV-cache memory, backbone vs SentenceLLM"),
     "demo": ("graftlm.demo.cli_demo", "graft, train and run SmolLM2-135M offline, end to end"),
     "generate": ("graftlm.demo.cli_generate", "generate sentences from a prompt with a finished run"),
@@ -24,8 +26,6 @@ COMMANDS: dict[str, tuple[str, str]] = {
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from graftlm import __version__
-
     parser = argparse.ArgumentParser(prog="graftlm", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"graftlm {__version__}",
                         help="print graftlm's version and exit")
@@ -39,16 +39,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-STARTED: float = time.perf_counter()  # when the current command started (budgets count from here)
-
-
 def main(argv: list[str] | None = None) -> int:
-    global STARTED
-    STARTED = time.perf_counter()
+    started = time.perf_counter()  # when the command started: budgets count from here (args.started)
     if argv is not None:
         sys.argv = [sys.argv[0], *argv]
     parser = build_parser()
     args = parser.parse_args(sys.argv[1:])
+    args.started = started
     if not getattr(args, "command", None):
         parser.print_help()
         return 2

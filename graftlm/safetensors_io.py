@@ -4,9 +4,11 @@ errors that name the file and the problem instead of a bare deserializer message
 from __future__ import annotations
 
 import pickle
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import torch
+from safetensors.torch import load_file
 
 _PICKLE_PROTOCOLS = range(2, 6)  # b"\x80" followed by the protocol number
 _ZIP_MAGIC = b"PK\x03\x04"  # torch.save's archive format (a pickle inside)
@@ -43,8 +45,6 @@ def check_safetensors_file(path: str | Path, what: str = "weights") -> Path:
 
 def read_safetensors(path: str | Path, what: str = "weights") -> dict[str, torch.Tensor]:
     """All tensors of a safetensors file on CPU; ValueError naming ``path`` if it is damaged."""
-    from safetensors.torch import load_file
-
     path = check_safetensors_file(path, what)
     try:
         return load_file(str(path))
@@ -71,3 +71,17 @@ def read_torch_weights(path: str | Path, what: str = "state") -> object:
         ) from err
     except Exception as err:
         raise ValueError(f"{path} cannot be read ({type(err).__name__}: {err}); the {what} file is damaged") from err
+
+
+def fit_problems(expected: Mapping[str, tuple[int, ...]], state: Mapping[str, torch.Tensor], *,
+                 optional: Callable[[str], bool] = lambda key: False, theirs: str = "checkpoint",
+                 ours: str = "model", limit: int | None = None) -> list[str]:
+    """What keeps ``state`` from fitting ``expected`` (key -> shape): ``"missing keys: …"``,
+    ``"unexpected keys: …"`` and ``"wrong shapes: …"`` parts (empty when it fits). A missing key for
+    which ``optional(key)`` is True is not reported; ``limit`` caps the keys named per part."""
+    missing = sorted(k for k in expected if k not in state and not optional(k))
+    unexpected = sorted(k for k in state if k not in expected)
+    shapes = [f"{k}: {theirs} {tuple(state[k].shape)} vs {ours} {tuple(expected[k])}"
+              for k in sorted(set(state) & set(expected)) if tuple(state[k].shape) != tuple(expected[k])]
+    parts = [("missing keys", ", ", missing), ("unexpected keys", ", ", unexpected), ("wrong shapes", "; ", shapes)]
+    return [f"{name}: {sep.join(keys[:limit])}" for name, sep, keys in parts if keys]

@@ -15,6 +15,7 @@ import importlib.util
 import json
 import re
 from pathlib import Path
+from pydoc_data.topics import topics
 from typing import Sequence
 
 __all__ = ["pydoc_topics_text", "kjv_verses", "english_paragraphs", "train_heldout_split"]
@@ -24,8 +25,6 @@ _BLANK_LINES = re.compile(r"\r?\n(?:[ \t]*\r?\n)+")
 
 def pydoc_topics_text() -> str:
     """All of ``pydoc_data.topics.topics``, topics in sorted key order, separated by a blank line."""
-    from pydoc_data.topics import topics
-
     return "\n\n".join(topics[key].strip("\n") for key in sorted(topics))
 
 

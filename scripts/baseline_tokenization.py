@@ -1,13 +1,18 @@
 # Issue 11 item 3: SmolLM2 scored on segment-wise concatenated ids (the old baseline) vs its natural
 # tokenization (graftlm.evaluate's), on 40 held-out pydoc windows, paper and semantic rules.
 # Run: .venv/bin/python scripts/baseline_tokenization.py
-import math, torch, torch.nn.functional as F
+import math
+
+import torch
+import torch.nn.functional as F
+
 torch.set_num_threads(1)
 from graftlm.backbones import load_smollm2
-from graftlm.training.data import read_corpus, is_heldout
-from graftlm.segmenter import RegexSegmenter, split_paragraph
-from graftlm.segmentation_rules import TokenCounter
 from graftlm.evaluation.likelihood import backbone_cost
+from graftlm.segmentation_rules import TokenCounter
+from graftlm.segmenter import RegexSegmenter, split_paragraph
+from graftlm.training.data import is_heldout, read_corpus
+
 model, tok = load_smollm2(); model.eval()
 docs = [d for d in read_corpus("packaged:pydoc") if is_heldout(d, 0.05, 0)]
 for rule in ("paper", "semantic"):

@@ -233,7 +233,7 @@ choose_python() {
 setup() {
     choose_python || return 1
     echo "  python: $PY"
-    PYTHONPATH="$REPO" "$PY" -m graftlm.bench.gpu_env --json "$WORK/env.json" >/dev/null || return 1
+    "$PY" "$REPO/scripts/gpu_env.py" --json "$WORK/env.json" >/dev/null || return 1
     local tv missing changed=0
     tv="$("$PY" -c 'import json,sys; print(json.load(open(sys.argv[1]))["torch"].split("+")[0])' "$WORK/env.json")"
     echo "torch==$tv" > "$WORK/constraints.txt"  # whatever else is installed, torch stays as it is
@@ -258,7 +258,7 @@ setup() {
             || echo "  xformers could not be installed for torch $tv: attention is measured on SDPA only"
     fi
     if [ "$changed" = 1 ]; then  # look again at what is there now
-        PYTHONPATH="$REPO" "$PY" -m graftlm.bench.gpu_env --json "$WORK/env.json" >/dev/null || return 1
+        "$PY" "$REPO/scripts/gpu_env.py" --json "$WORK/env.json" >/dev/null || return 1
     fi
     "$PY" -c 'import json,sys; d=json.load(open(sys.argv[1])); print(d["machine_line"])
 for k, v in {**d["missing"], **d["optional_missing"]}.items(): print("  missing:", k, "-", v)' "$WORK/env.json"
@@ -345,7 +345,7 @@ fi
 
 # ---- report ---------------------------------------------------------------------------------------
 echo "{\"mode\": \"$MODE\", \"recipe\": \"$RECIPE\", \"out\": \"$OUT_DIR\", \"work\": \"$WORK\", \"started\": $T0}" > "$WORK/run.json"
-run_step report env PYTHONPATH="$REPO" "$PY" -m graftlm.bench.gpu_report --work "$WORK" --out "$OUT_DIR"
+run_step report env PYTHONPATH="$REPO" "$PY" "$REPO/scripts/gpu_report.py" --work "$WORK" --out "$OUT_DIR"
 echo "gpu-check: ${MODE}, $(( $(date +%s) - T0 )) s in all; record in $OUT_DIR (scratch: $WORK)"
 grep -q '"status": "ok"' <(grep '"report"' "$WORK/steps.jsonl") || exit 1
 # exit 0 only when every step ran to completion (a time-limited bench/train still leaves a record)

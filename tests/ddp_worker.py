@@ -50,6 +50,25 @@ class ToyLM(torch.nn.Module):
         return ToyOutput(per_row.mean())
 
 
+def fsdp_on_cpu():
+    """An Accelerator that shards with FSDP over gloo. accelerate turns FSDP on only for GPU-like
+    devices (on the CPU it silently falls back to DDP), while torch's FSDP itself runs on the CPU; so
+    this test helper sets the distributed type by hand. Everything after that (prepare, save_state,
+    load_state, get_state_dict) is accelerate's own FSDP code path."""
+    from accelerate import Accelerator
+    from accelerate.state import AcceleratorState, PartialState
+    from accelerate.utils import DistributedType, FullyShardedDataParallelPlugin
+
+    plugin = FullyShardedDataParallelPlugin(fsdp_version=2, reshard_after_forward=True,
+                                            state_dict_type="SHARDED_STATE_DICT", cpu_ram_efficient_loading=False)
+    accelerator = Accelerator(cpu=True)
+    for shared in (PartialState._shared_state, AcceleratorState._shared_state):  # both: they are re-synced
+        shared["distributed_type"] = DistributedType.FSDP
+    accelerator.state.fsdp_plugin = plugin
+    assert accelerator.num_processes == 2, "run it under torchrun --nproc_per_node 2"
+    return accelerator
+
+
 def main() -> int:
     p = argparse.ArgumentParser()
     p.add_argument("--data", required=True)
@@ -63,6 +82,8 @@ def main() -> int:
     p.add_argument("--workers", type=int, default=0)
     p.add_argument("--kill-at-step", type=int, default=None)
     p.add_argument("--resume", action="store_true")
+    p.add_argument("--no-ema", action="store_true", help="EMA off (FSDP runs: EMA needs unsharded weights)")
+    p.add_argument("--fsdp", action="store_true", help="shard with FSDP (under torchrun, gloo on the CPU)")
     args = p.parse_args()
 
     from safetensors.torch import save_file
@@ -75,7 +96,7 @@ def main() -> int:
     cfg = TrainConfig(name="toy", model="svae", data_path=args.data, batch_size=args.batch,
                       gradient_accumulation_steps=args.accum, lr=3e-2, warmup_steps=2, cosine_steps=10,
                       max_steps=args.steps, save_every=args.save_every, keep_last=2, log_every=1,
-                      eval_every=10_000, ema_momentum=0.1, max_tokens=32, heldout_fraction=0.1,
+                      eval_every=10_000, ema_momentum=None if args.no_ema else 0.1, max_tokens=32, heldout_fraction=0.1,
                       shuffle_buffer=8, bucket_pool=2, num_workers=args.workers, seed=0).validate()
     tok = ByteTokenizer()
     examples = ExampleStream("svae", tok, max_tokens=cfg.max_tokens, max_sentences=cfg.max_sentences)
@@ -92,14 +113,18 @@ def main() -> int:
 
     torch.manual_seed(1234)
     model = ToyLM(dropout=args.dropout)
-    trainer = Trainer(model, cfg, make_batches, callbacks=[kill], run_dir=args.run_dir)
+    accelerator = fsdp_on_cpu() if args.fsdp else None
+    trainer = Trainer(model, cfg, make_batches, callbacks=[kill], run_dir=args.run_dir, accelerator=accelerator)
     result = trainer.fit(resume=args.resume)
     rank = trainer.accelerator.process_index
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    weights = {k: v.detach().cpu().contiguous() for k, v in trainer.raw_model.state_dict().items()}
-    weights.update({f"ema.{k}": v.cpu().contiguous() for k, v in trainer.ema.state_dict().items()})
-    save_file(weights, str(out / f"weights-rank{rank}.safetensors"))
+    gathered = trainer.accelerator.get_state_dict(trainer.model)  # FSDP: the full weights, on rank 0 only
+    weights = {k: v.detach().cpu().contiguous() for k, v in gathered.items()}
+    if trainer.ema is not None:
+        weights.update({f"ema.{k}": v.cpu().contiguous() for k, v in trainer.ema.state_dict().items()})
+    if weights:
+        save_file(weights, str(out / f"weights-rank{rank}.safetensors"))
     (out / f"summary-rank{rank}.json").write_text(json.dumps({
         "rank": rank, "world_size": trainer.accelerator.num_processes, "step": result.step,
         "batches_done": trainer.batches_done, "distributed_type": str(trainer.accelerator.distributed_type)}))

@@ -4,7 +4,7 @@ import pytest
 import torch
 from transformers import OPTConfig, OPTForCausalLM
 
-from graftlm.bench.memory import backbone_prefill_cache, cache_length, kv_cache_bytes, track_peak_memory
+from graftlm.evaluation.memory import backbone_prefill_cache, cache_length, kv_cache_bytes, track_peak_memory
 
 
 @pytest.fixture(scope="module")

@@ -34,6 +34,9 @@ def test_charts_are_written_as_png(tmp_path):
     assert paths and all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in paths)
 
 
-def test_json_round_trip(tmp_path):
+def test_json_is_written_with_sorted_keys_for_diffs(tmp_path):
     report.save_json(RESULTS, tmp_path / "r.json")
-    assert json.loads((tmp_path / "r.json").read_text()) == RESULTS
+    text = (tmp_path / "r.json").read_text()
+    assert json.loads(text) == RESULTS
+    assert text.index('"kv"') < text.index('"machine"') < text.index('"segments"') < text.index('"throughput"')
+    assert text.index('"bytes"') < text.index('"bytes_per_token"') < text.index('"positions"')

@@ -5,9 +5,9 @@ import torch
 from transformers import OPTConfig, OPTForCausalLM
 
 from graftlm.bench import suite
-from graftlm.bench.memory import kv_cache_bytes
+from graftlm.evaluation.memory import kv_cache_bytes
 from graftlm.bench.models import Backbone
-from graftlm.bench.throughput import lean_generate, sllm_runner
+from graftlm.evaluation.throughput import lean_generate, sllm_runner
 from graftlm.tokenization import ByteTokenizer
 
 TEXT = "One, two. Three four five? Six; seven: eight. Nine ten eleven, twelve."

@@ -4,7 +4,7 @@ import pytest
 import torch
 from transformers import OPTConfig, OPTForCausalLM
 
-from graftlm.bench.throughput import (
+from graftlm.evaluation.throughput import (
     hf_generate_runner,
     lean_generate,
     lean_loop_runner,

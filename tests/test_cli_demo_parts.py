@@ -114,7 +114,8 @@ def _tiny_vae():
 
 
 def test_the_frozen_embedding_is_stored_once_and_loads_back(tmp_path):
-    from graftlm.demo.storage import SHARED_NAME, folder_bytes, save_vae
+    from graftlm.demo.storage import folder_bytes
+    from graftlm.vae.shared_weights import SHARED_NAME, save_vae
     from graftlm.vae import SentenceVAE
 
     vae = _tiny_vae()
@@ -133,7 +134,7 @@ def test_the_frozen_embedding_is_stored_once_and_loads_back(tmp_path):
 
 
 def test_a_different_embedding_is_not_linked(tmp_path):
-    from graftlm.demo.storage import save_vae
+    from graftlm.vae.shared_weights import save_vae
 
     save_vae(_tiny_vae(), tmp_path / "a")
     other = _tiny_vae()

@@ -125,7 +125,7 @@ def test_bf16_sentence_llm_generates_the_fixed_token_count_on_cuda():
 
     from graftlm.bench import suite
     from graftlm.bench.models import Backbone
-    from graftlm.bench.throughput import prompt_batch, sllm_runner
+    from graftlm.evaluation.throughput import prompt_batch, sllm_runner
     from graftlm.tokenization import ByteTokenizer
 
     torch.manual_seed(0)
@@ -141,7 +141,7 @@ def test_bf16_sentence_llm_generates_the_fixed_token_count_on_cuda():
 def test_kv_cache_bytes_on_cuda_in_bf16_are_half_of_fp32():
     from transformers import OPTConfig, OPTForCausalLM
 
-    from graftlm.bench.memory import backbone_prefill_cache, kv_cache_bytes
+    from graftlm.evaluation.memory import backbone_prefill_cache, kv_cache_bytes
 
     cfg = OPTConfig(vocab_size=259, hidden_size=64, num_hidden_layers=2, ffn_dim=128, num_attention_heads=4,
                     max_position_embeddings=256, word_embed_proj_dim=64)

@@ -68,7 +68,7 @@ def test_padding_slots_stay_invisible_in_bidirectional_mode(batch):
 
 
 def test_attention_mode_survives_save_and_load(tmp_path):
-    from graftlm.sllm.io import load
+    from graftlm import load
 
     with pytest.warns(LeakyAttentionWarning):
         sllm = graft(BACKBONES["opt"](), tiny_vae(), attention="bidirectional")

@@ -7,8 +7,10 @@ import json
 import shutil
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
+import torch
 
 import graftlm
 from graftlm import cli, plugins
@@ -44,8 +46,8 @@ def test_hookimpl_is_exported_from_the_package():
 
 def test_builtin_adapters_come_from_entry_points():
     entries = {e.adapter.name: e for e in list_adapters()}
-    assert {"opt", "llama", "telechat"} <= set(entries)
-    for name in ("opt", "llama", "telechat"):
+    assert {"opt", "llama", "generic"} <= set(entries)
+    for name in ("opt", "llama", "generic"):
         assert entries[name].source.startswith("graftlm ")
         assert f"graftlm_adapters.{name}" in entries[name].source
 
@@ -55,12 +57,40 @@ def test_find_adapter_picks_by_model_type():
     assert find_adapter(tiny_llama()).name == "llama"
 
 
-def test_unknown_architecture_lists_adapters_and_docs():
+class _NoBaseModel(torch.nn.Module):
+    """A causal-LM-like module with a config but no separate base model: nothing can graft it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.config = SimpleNamespace(model_type="toy-rnn")
+        self.cell = torch.nn.GRU(8, 8)
+
+
+def test_unknown_architecture_is_refused_with_the_three_ways_in():
     with pytest.raises(ValueError) as err:
-        find_adapter(tiny_gpt2())
+        find_adapter(_NoBaseModel())
     message = str(err.value)
-    assert "GPT2LMHeadModel" in message and "'gpt2'" in message
-    assert "opt" in message and "llama" in message and "docs/adapters.md" in message
+    assert "_NoBaseModel" in message and "'toy-rnn'" in message
+    assert "opt" in message and "llama" in message and "generic" in message
+    assert "adapter=MyAdapter()" in message and "[project.entry-points.graftlm]" in message
+    assert "has no get_input_embeddings()" in message or "not a transformers PreTrainedModel" in message
+
+
+def test_generic_adapter_is_tried_after_every_specific_one():
+    assert find_adapter(tiny_llama()).name == "llama"  # the generic one matches too
+    assert find_adapter(tiny_opt()).name == "opt"
+    assert find_adapter(tiny_gpt2()).name == "generic"
+
+
+def test_explicit_adapter_is_used_for_an_unlisted_model_type_with_a_warning():
+    from graftlm_adapters.llama import LlamaAdapter
+
+    model = tiny_gpt2()
+    adapter = LlamaAdapter()
+    assert not adapter.matches(model)
+    with pytest.warns(UserWarning, match="does not list GPT2LMHeadModel"):
+        sllm = graftlm.graft(model, tiny_vae(), own_vocab=True, adapter=adapter)
+    assert sllm.adapter is adapter and model.transformer.wte is None
 
 
 def test_third_party_adapter_found_through_its_entry_point(toy_distribution):
@@ -100,10 +130,10 @@ class _Chooser:
 
 
 def test_select_hook_overrides_default_choice():
-    chooser = _Chooser("telechat")
+    chooser = _Chooser("opt")
     plugins.register(chooser)
     try:
-        assert find_adapter(tiny_llama()).name == "telechat"
+        assert find_adapter(tiny_llama()).name == "opt"
     finally:
         plugins.unregister(chooser)
     assert find_adapter(tiny_llama()).name == "llama"

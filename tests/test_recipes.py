@@ -1,8 +1,11 @@
 """Recipes: the 18 paper rows load, keys are checked, and every recipe's --smoke run trains."""
 
+import math
+
 import pytest
 import torch
 
+from graftlm.tokenization import ByteTokenizer
 from graftlm.training.recipes import builtin_recipes, load_recipe, parse_overrides, smoke_config
 
 pytestmark = pytest.mark.usefixtures("fresh_accelerate_state")
@@ -76,15 +79,9 @@ def test_smoke_run_of_every_recipe(name, tmp_path):
     result = train(cfg)
     assert result.step == 2 and result.checkpoint is not None
     key = "ppl" if cfg.model == "svae" else "sllm_ppl"
-    assert result.eval[key] > 1.0
+    # two steps from a random start leave a near-uniform guess over the byte vocabulary, PPL ≈ V:
+    # NaN, inf, a loss that is not a mean NLL or a broken decoder land outside this band
+    vocab = ByteTokenizer().vocab_size
+    assert 1.0 < result.eval[key] < 2 * vocab, result.eval
     if cfg.model == "sllm":
-        assert result.eval["backbone_ppl"] > 1.0
-
-
-def test_packaged_recipe_copies_match_the_repository_recipes():
-    from pathlib import Path
-
-    root = Path(__file__).resolve().parents[1]
-    repo = {p.name: p.read_text() for p in (root / "recipes").glob("*.yaml")}
-    packaged = {p.name: p.read_text() for p in (root / "graftlm" / "recipes").glob("*.yaml")}
-    assert packaged == repo, "run: cp recipes/*.yaml graftlm/recipes/"
+        assert math.isfinite(result.eval["backbone_ppl"]) and result.eval["backbone_ppl"] > 1.0

@@ -58,7 +58,7 @@ def test_a_resumed_run_counts_the_time_already_spent():
 ])
 def test_bad_lever_recipe_keys_are_refused(kw, match):
     with pytest.raises(ValueError, match=match):
-        TrainConfig(**kw).validate()
+        TrainConfig.from_dict(kw)
 
 
 def test_recipe_builds_the_levers(byte_tokenizer):

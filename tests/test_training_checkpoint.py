@@ -46,8 +46,9 @@ def test_checkpoints_hold_every_state_and_only_the_last_n_are_kept(tmp_path):
     names = [p.name for p in ckpt.list_checkpoints(tmp_path / "run")]
     assert names == ["step-00000004", "step-00000006"]
     files = {p.name for p in (tmp_path / "run/checkpoints/step-00000006").iterdir()}
-    assert files == {"model.safetensors", "ema.safetensors", "optimizer.pt", "scheduler.pt", "rng-rank0.json",
-                     "trainer_state.json"}
+    assert files == {"accelerate", "model.safetensors", "ema.safetensors", "trainer_state.json"}
+    state = {p.name for p in (tmp_path / "run/checkpoints/step-00000006/accelerate").iterdir()}
+    assert {"model.safetensors", "optimizer.bin", "random_states_0.pkl"} <= state
 
 
 def test_incomplete_and_temporary_checkpoints_are_ignored(tmp_path):

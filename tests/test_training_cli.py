@@ -33,6 +33,12 @@ def test_train_writes_metrics_checkpoints_eval_and_final_model(smoke_run):
     assert (smoke_run / "checkpoints" / "step-00000004").is_dir()
 
 
+def test_the_final_model_card_carries_data_and_held_out_figures(smoke_run):
+    card = (smoke_run / "final" / "README.md").read_text()
+    ppl = json.loads((smoke_run / "eval.json").read_text())["ppl"]
+    assert "packaged:pydoc" in card and f"| ppl | {ppl:.4g} |" in card
+
+
 def test_plot_writes_a_png(smoke_run, capsys):
     assert main(["plot", str(smoke_run)]) == 0
     png = smoke_run / "loss.png"

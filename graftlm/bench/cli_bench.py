@@ -10,12 +10,16 @@ import argparse
 import gc
 import sys
 import time
+import traceback
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from graftlm.attention import set_attention_backend
 from graftlm.bench import report, suite
+from graftlm.bench.device_parts import attention_rows, peak_memory_rows
+from graftlm.bench.long_context import long_context_rows
 from graftlm.bench.models import ALL_BACKBONES, BACKBONES, build_backbone
 
 PARTS = ("segments", "throughput", "breakdown", "kv", "long", "memory", "attention")
@@ -111,8 +115,6 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     if args.attention != "auto":
-        from graftlm.attention import set_attention_backend
-
         set_attention_backend(args.attention)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -156,8 +158,6 @@ def run(args: argparse.Namespace) -> int:
             failed.append(name)
             results["notes"].append(f"{name} failed: {type(err).__name__}: {str(err).splitlines()[0][:300] if str(err) else ''}")
             log(f"error: {results['notes'][-1]}")
-            import traceback
-
             traceback.print_exc()
         gc.collect()
         if torch.cuda.is_available():
@@ -231,8 +231,6 @@ def _measure_backbone(name: str, args: argparse.Namespace, dtype: torch.dtype, t
         del sllm
         save()
     if "memory" in args.parts and not over_time(f"{name} memory"):
-        from graftlm.bench.device_parts import peak_memory_rows
-
         for n, batches in _token_groups(name, args.batches + ([32] if args.batch32 else []), args, tokens_for,
                                         batch_tokens).items():
             results.setdefault("memory", [])
@@ -241,16 +239,12 @@ def _measure_backbone(name: str, args: argparse.Namespace, dtype: torch.dtype, t
                                                   methods=tuple(args.methods), log=log)
         save()
     if "attention" in args.parts and not over_time(f"{name} attention"):
-        from graftlm.bench.device_parts import attention_rows
-
         results.setdefault("attention", [])
         results["attention"] += attention_rows(bb, sentence_len=sentence_len, batches=tuple(args.batches),
                                                new_tokens=min(tokens_for.get(name, args.new_tokens), args.new_tokens),
                                                prompt_tokens=args.prompt_tokens, repeats=args.repeats, log=log)
         save()
     if "long" in args.parts and name in args.long_backbones and not over_time(f"{name} long context"):
-        from graftlm.bench.long_context import long_context_rows
-
         results["long_context"] += long_context_rows(bb, log=log)
         save()
     del bb

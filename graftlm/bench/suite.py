@@ -8,44 +8,40 @@ ratio``.
 
 from __future__ import annotations
 
-import gc
 import statistics
 from typing import Any, Callable
 
 import torch
 
+from graftlm.bench.breakdown import sllm_time_breakdown
 from graftlm.bench.corpus import english_text, segment_stats, text_with_tokens
 from graftlm.bench.macs import mac_bound
-from graftlm.bench.memory import backbone_prefill_cache, cache_length, kv_cache_bytes
 from graftlm.bench.models import Backbone
+from graftlm.evaluation.memory import (
+    backbone_prefill_cache,
+    cache_length,
+    kv_cache_bytes,
+)
 from graftlm.evaluation.speed import prompt_segments, shared_copy, sllm_prefill_cache  # noqa: F401  (shared with the demo)
-from graftlm.bench.throughput import (
+from graftlm.evaluation.throughput import (
     hf_generate_runner,
     lean_loop_runner,
     prompt_batch,
     sllm_runner,
     time_interleaved,
 )
+from graftlm.segmenter import RegexSegmenter
+from graftlm.sllm import graft
+from graftlm.training.models import special_ids
+from graftlm.vae import SentenceVAE, SentenceVAEConfig
 
 Log = Callable[[str], None]
 
 
-def special_ids(backbone: Backbone) -> tuple[int, int, int]:
-    """(pad, bos, eos) for a SentenceVAE grafted onto ``backbone`` (the backbone's own ids)."""
-    cfg, tok = backbone.config, backbone.tokenizer
-    eos = cfg.eos_token_id if cfg.eos_token_id is not None else tok.eos_token_id
-    eos = eos[0] if isinstance(eos, (list, tuple)) else eos
-    bos = cfg.bos_token_id if cfg.bos_token_id is not None else (tok.bos_token_id or eos)
-    pad = cfg.pad_token_id if cfg.pad_token_id is not None else (tok.pad_token_id if tok.pad_token_id is not None else eos)
-    return int(pad), int(bos), int(eos)
-
-
 def vae_config(backbone: Backbone, layers: int):
     """Official-architecture SentenceVAE config sized like the backbone (h and heads = backbone's)."""
-    from graftlm.vae import SentenceVAEConfig
-
     cfg = backbone.config
-    pad, bos, eos = special_ids(backbone)
+    pad, bos, eos = special_ids(backbone.tokenizer, cfg)
     return SentenceVAEConfig.official(vocab_size=int(cfg.vocab_size), hidden_size=int(cfg.hidden_size),
                                       num_heads=int(cfg.num_attention_heads), num_layers=layers,
                                       pad_token_id=pad, bos_token_id=bos, eos_token_id=eos)
@@ -54,9 +50,6 @@ def vae_config(backbone: Backbone, layers: int):
 def build_sllm(backbone: Backbone, layers: int, *, seed: int = 0) -> Any:
     """Graft a random official-size H``layers`` SentenceVAE onto a weight-sharing copy of
     ``backbone``'s model (eval mode); the backbone itself stays usable for the baselines."""
-    from graftlm.sllm.graft import graft
-    from graftlm.vae import SentenceVAE
-
     torch.manual_seed(seed)
     param = next(backbone.model.parameters())
     vae = SentenceVAE(vae_config(backbone, layers)).to(device=param.device, dtype=param.dtype).eval()
@@ -65,8 +58,6 @@ def build_sllm(backbone: Backbone, layers: int, *, seed: int = 0) -> Any:
 
 def default_segmenter(tokenizer: Any, min_tokens: int | None = None, max_tokens: int = 64) -> Any:
     """The default ``RegexSegmenter`` (semantic rule), optionally with ``min_tokens`` merging."""
-    from graftlm.segmenter import RegexSegmenter
-
     return RegexSegmenter(max_tokens=max_tokens, min_tokens=min_tokens, tokenizer=tokenizer)
 
 
@@ -187,8 +178,6 @@ def breakdown_rows(backbone: Backbone, *, sentence_len: int, new_tokens: int = 6
                    prompt_tokens: int = 64, log: Log = print) -> list[dict[str, Any]]:
     """Batch-1 SentenceLLM generation split by module (measured seconds per output token) beside
     each module's share of the MAC count: shows whether time goes where the arithmetic is."""
-    from graftlm.bench.breakdown import sllm_time_breakdown
-
     sllm = build_sllm(backbone, layers)
     _, ids = text_with_tokens(backbone.tokenizer, prompt_tokens)
     prompts = prompt_segments(backbone.tokenizer, prompt_batch(ids, 1, prompt_tokens), sllm.vae.config, sentence_len)

@@ -7,12 +7,24 @@
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
 import sys
 import time
 from pathlib import Path
 
-from graftlm.demo.inputs import CORPORA, PRECISIONS, DemoSettings
+import torch
+
+from graftlm.demo.inputs import (
+    CORPORA,
+    PRECISIONS,
+    DemoSettings,
+    check_model_argument,
+    load_documents,
+)
+from graftlm.demo.report import busy_summary, closing_table
+from graftlm.demo.run_folder import RunFolder
+from graftlm.demo.steps import DemoSession, run_phases
 
 # options that define a run; with --resume they come from RUN/state.json instead
 RUN_OPTIONS = ("model", "data", "corpus", "max_paragraphs", "minutes", "seed", "max_tokens", "max_sentences",
@@ -70,13 +82,10 @@ def command_start(env: dict[str, str], now_perf: float, now_epoch: float) -> tup
 
 def settings_from_args(args: argparse.Namespace) -> DemoSettings:
     given = {k: getattr(args, k) for k in RUN_OPTIONS if getattr(args, k, None) is not None}
-    return DemoSettings(**given).validate()
+    return DemoSettings.from_dict(given)
 
 
 def _open_or_create(args: argparse.Namespace):
-    from graftlm.demo.inputs import check_model_argument, load_documents
-    from graftlm.demo.run_folder import RunFolder
-
     if args.resume:
         clash = [k for k in (*RUN_OPTIONS, "out") if getattr(args, k, None) is not None]
         if clash:
@@ -95,9 +104,6 @@ def _open_or_create(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
-    from graftlm.demo.report import closing_table
-    from graftlm.demo.steps import DemoSession, run_phases
-
     try:
         if args.threads is not None and args.threads < 1:
             raise ValueError(f"--threads must be >= 1, got {args.threads}")
@@ -109,19 +115,16 @@ def run(args: argparse.Namespace) -> int:
         print(f"{run_folder.path} is already complete; its closing table:\n\n{closing_table(run_folder)}")
         return 0
     if args.threads:
-        import torch
-
         torch.set_num_threads(args.threads)
     print(f"graftlm demo → {run_folder.path} (budget {settings.minutes:g} min; Ctrl-C leaves a resumable run)")
-    import os
 
-    from graftlm import cli
 
-    started, before = command_start(dict(os.environ), cli.STARTED, time.time() - (time.perf_counter() - cli.STARTED))
+    launched = getattr(args, "started", time.perf_counter())  # set by graftlm.cli.main
+    started, before = command_start(dict(os.environ), launched, time.time() - (time.perf_counter() - launched))
     if before >= 1.0 and not args.resume:
         print(f"(the {before:.0f} s of environment setup before this count towards the budget)")
     else:
-        started = cli.STARTED
+        started = launched
     session = DemoSession(run_folder, settings, started=started)
     try:
         run_phases(session)
@@ -134,7 +137,6 @@ def run(args: argparse.Namespace) -> int:
         print(f"\ninterrupted: finished phases and a checkpoint of the current training phase are saved in "
               f"{run_folder.path}.\nContinue with: graftlm demo --resume {run_folder.path}", file=sys.stderr)
         return 130
-    from graftlm.demo.report import busy_summary
 
     elapsed, budget = run_folder.state.get("elapsed", 0.0), settings.minutes * 60
     print(f"\n{closing_table(run_folder)}\n")

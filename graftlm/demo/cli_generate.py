@@ -14,6 +14,11 @@ import sys
 import time
 from typing import Any, Iterable, TextIO
 
+import torch
+
+import graftlm
+from graftlm.demo.run_folder import RunFolder
+
 ARROW, MARK = "→ ", "│"
 
 
@@ -46,8 +51,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def sampling_options(args: argparse.Namespace) -> dict[str, Any]:
     """The keyword arguments of `SentenceLLM.stream` for the sampling flags (ValueError if inconsistent)."""
-    import torch
-
     given = [f"--{n.replace('_', '-')}" for n in ("temperature", "top_k", "top_p") if getattr(args, n) is not None]
     penalty = getattr(args, "repetition_penalty", 1.0)
     if not penalty > 0 or penalty == float("inf"):
@@ -107,8 +110,6 @@ class Printer:
 
 def continue_prompt(sllm: Any, prompt: str, printer: Printer, *, sentences: int, stop_head: bool,
                     sampling: dict[str, Any]) -> list[str]:
-    import torch
-
     if not prompt.strip():
         raise ValueError("the prompt is empty: give at least one sentence")
     printer.prompt(prompt)
@@ -136,17 +137,12 @@ def prompts_from(stream: TextIO) -> Iterable[str]:
 
 def load_run_sllm(run_dir: str) -> Any:
     """The SentenceLLM of a finished demo run, ready to generate."""
-    import graftlm
-    from graftlm.demo.run_folder import RunFolder
-
     run = RunFolder.open(run_dir)
     run.require_trained("sllm")
     return graftlm.load(run.sllm_model_dir).eval()
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch
-
     try:
         if args.sentences < 1:
             raise ValueError(f"--sentences must be >= 1, got {args.sentences}")

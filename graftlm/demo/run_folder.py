@@ -24,6 +24,7 @@ import os
 import time
 from pathlib import Path
 from typing import Any
+from graftlm.atomic import write_text
 
 STATE_FILE = "state.json"
 FORMAT = "graftlm-demo-run"
@@ -95,9 +96,7 @@ class RunFolder:
 
     def save(self) -> None:
         """Write ``state.json`` atomically (temp file + rename)."""
-        tmp = self.path / (STATE_FILE + ".tmp")
-        tmp.write_text(json.dumps(self.state, indent=1, default=str))
-        os.replace(tmp, self.path / STATE_FILE)
+        write_text(self.path / STATE_FILE, json.dumps(self.state, indent=1, default=str))
 
     # -- phases -----------------------------------------------------------------------------------
     def done(self, phase: str) -> bool:

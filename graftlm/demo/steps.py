@@ -16,13 +16,50 @@ import time
 from typing import Any, Callable
 
 import torch
+from peft import LoraConfig
 from tqdm.auto import tqdm
 
-from graftlm.demo.budget import (MEANINGFUL_STEPS, PhaseClock, busy_warning, share, smallest_meaningful_minutes,
-                                 time_limit)
-from graftlm.demo.inputs import DemoSettings, load_backbone, load_documents, split_documents
+import graftlm
+from graftlm.demo.budget import (
+    MEANINGFUL_STEPS,
+    PhaseClock,
+    busy_warning,
+    share,
+    smallest_meaningful_minutes,
+    time_limit,
+)
+from graftlm.demo.inputs import (
+    DemoSettings,
+    load_backbone,
+    load_documents,
+    split_documents,
+)
+from graftlm.demo.measure import measure_all
+from graftlm.demo.report import (
+    default_prompt,
+    merge_svae_evals,
+    reconstruction_summary,
+    write_report,
+)
 from graftlm.demo.run_folder import PHASES, RunFolder
-from graftlm.demo.train import cycle_batches, measure_step_seconds, phase_config, plan_steps, resolve_precision, run_phase
+from graftlm.demo.train import (
+    cycle_batches,
+    measure_step_seconds,
+    phase_config,
+    plan_steps,
+    resolve_precision,
+    run_phase,
+)
+from graftlm.evaluation.speed import shared_copy
+from graftlm.segmenter import RegexSegmenter
+from graftlm.sllm import graft
+from graftlm.training.batching import ExampleStream, TrainBatches, train_loader
+from graftlm.training.evaluate import evaluate_svae
+from graftlm.training.models import special_ids, vae_config
+from graftlm.training.plots import plot_run
+from graftlm.training.recipes import TrainConfig
+from graftlm.vae import SentenceVAE
+from graftlm.vae.shared_weights import save_vae
 
 TAIL_SECONDS = 6.0  # of a training phase's share, kept for saving the model and plotting its curve
 LORA_NAMES = ("q_proj", "k_proj", "v_proj", "o_proj", "out_proj")
@@ -91,18 +128,12 @@ class DemoSession:
         return self._backbone
 
     def examples(self, kind: str) -> Any:
-        from graftlm.training.batching import ExampleStream
-
         return ExampleStream(kind, self.backbone()[1], max_tokens=self.s.max_tokens, max_sentences=self.s.max_sentences)
 
     def pad_id(self) -> int:
-        from graftlm.training.models import special_ids
-
         return special_ids(self.backbone()[1])[0]
 
     def batches(self, kind: str, batch_size: int) -> Callable[[int, int, int], Any]:
-        from graftlm.training.batching import TrainBatches, train_loader
-
         train, _ = self.run.read_split()
         stream, pad = self.examples(kind), self.pad_id()
 
@@ -186,10 +217,6 @@ class DemoSession:
                 "parameters": sum(p.numel() for p in model.parameters())}
 
     def train_svae(self) -> None:
-        from graftlm.training.models import vae_config
-        from graftlm.training.recipes import TrainConfig
-        from graftlm.vae import SentenceVAE
-
         model, tokenizer, _ = self.backbone()
         emb = model.get_input_embeddings().weight.detach().float()
         hidden = int(model.config.hidden_size)
@@ -201,7 +228,6 @@ class DemoSession:
         vae.init_embeddings_from(emb)
         freeze_embeddings(vae)
         record = self._train("svae", vae, "svae", self.s.svae_batch, self.s.svae_lr, self.s.svae_steps)
-        from graftlm.demo.storage import save_vae
 
         save_vae(vae.eval(), self.run.vae_dir)  # the frozen embedding once, in shared.safetensors
         self._plot("svae")
@@ -209,10 +235,6 @@ class DemoSession:
                   num_heads=config.num_heads, vocab_size=config.vocab_size)
 
     def eval_svae(self) -> None:
-        from graftlm.demo.report import merge_svae_evals
-        from graftlm.training.evaluate import evaluate_svae
-        from graftlm.vae import SentenceVAE
-
         tokenizer = self.backbone()[1]
         vae = SentenceVAE.from_pretrained(self.run.vae_dir)
         _, heldout = self.run.read_split()
@@ -235,17 +257,10 @@ class DemoSession:
         bar.close()
         result = merge_svae_evals(parts)
         self.save("svae_eval", done=True, **result, cut_by_time=cut, planned_segments=len(segments))
-        from graftlm.demo.report import reconstruction_summary
 
         self.log(reconstruction_summary(result, planned=len(segments)))
 
     def train_sllm(self) -> None:
-        from peft import LoraConfig
-
-        from graftlm.bench.suite import shared_copy
-        from graftlm.sllm import graft
-        from graftlm.vae import SentenceVAE
-
         model, tokenizer, _ = self.backbone()
         vae = SentenceVAE.from_pretrained(self.run.vae_dir)
         lora = LoraConfig(r=self.s.lora_r, lora_alpha=2 * self.s.lora_r, lora_dropout=0.0,
@@ -263,7 +278,6 @@ class DemoSession:
         except ValueError:
             sllm.save_pretrained(self.run.sllm_model_dir, save_backbone="weights")
             mode = "weights"
-        from graftlm.demo.storage import save_vae
 
         # the SLLM's VAE trained its layers, not its frozen embedding: link the SVAE's copy of it
         record["vae_embedding"] = save_vae(sllm.vae, self.run.sllm_model_dir / "vae", share_with=self.run.vae_dir)
@@ -274,15 +288,10 @@ class DemoSession:
 
     def load_sllm(self) -> Any:
         if self.sllm is None:
-            import graftlm
-            from graftlm.bench.suite import shared_copy
-
             self.sllm = graftlm.load(self.run.sllm_model_dir, backbone=shared_copy(self.backbone()[0]))
         return self.sllm.eval()
 
     def generate(self) -> None:
-        from graftlm.demo.report import default_prompt
-
         model, tokenizer, _ = self.backbone()
         sllm = self.load_sllm()
         _, heldout = self.run.read_split()
@@ -317,9 +326,6 @@ class DemoSession:
                   sllm_text="".join(pieces), sllm_new_tokens=n_new, backbone_text=backbone_text, cut_by_time=cut)
 
     def measure(self) -> None:
-        from graftlm.demo.measure import measure_all
-        from graftlm.segmenter import RegexSegmenter
-
         model, tokenizer, _ = self.backbone()
         sllm = self.load_sllm()
         train, heldout = self.run.read_split()
@@ -351,15 +357,11 @@ class DemoSession:
                   time_limited=bool(kwargs.keys() & {"deadline", "budget_s"}))
 
     def report(self) -> None:
-        from graftlm.demo.report import write_report
-
         self.save("report", done=False)
         path = write_report(self.run)
         self.save("report", done=True, path=str(path))
 
     def _plot(self, phase: str) -> None:
-        from graftlm.training.cli_plot import plot_run
-
         try:
             plot_run(self.run.path / phase, self.run.path / f"{phase}-loss.png")
         except ValueError as err:  # too few steps to log a point

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
 import torch
+from tqdm.auto import tqdm
 
 from graftlm.training.recipes import TrainConfig
 from graftlm.training.trainer import Trainer
@@ -54,8 +55,6 @@ class InterruptGuard:
 
 def _open_bar(name: str) -> Any:
     """The Trainer's open progress bar for phase ``name`` (tqdm keeps a registry of open bars)."""
-    from tqdm.auto import tqdm
-
     for bar in list(getattr(tqdm, "_instances", ())):
         if getattr(bar, "desc", None) == name and not getattr(bar, "disable", False):
             return bar

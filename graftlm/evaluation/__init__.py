@@ -13,7 +13,9 @@ from typing import Any, Sequence
 
 import torch
 
+from graftlm.evaluation.free_running import generation_metrics
 from graftlm.evaluation.likelihood import backbone_cost, bits_per_byte, sllm_cost
+from graftlm.plugins import is_grafted
 
 __all__ = ["EvaluationReport", "evaluate"]
 
@@ -119,7 +121,6 @@ def evaluate(
         raise ValueError("evaluate needs the tokenizer: pass tokenizer=... (or graft(..., tokenizer=...))")
     if backbone is None or not hasattr(backbone, "parameters"):
         raise TypeError("backbone must be the un-grafted causal LM (a torch module), e.g. a fresh load of the model")
-    from graftlm.plugins import is_grafted
 
     if is_grafted(backbone):
         raise ValueError("backbone has been grafted (its LM head is gone): pass a fresh, un-grafted copy")
@@ -138,8 +139,6 @@ def evaluate(
         n_bytes = sum(len(t[s:].encode("utf-8")) for t, s in zip(kept, starts))
         gen = None
         if generate:
-            from graftlm.evaluation.free_running import generation_metrics
-
             gen = generation_metrics(sllm, backbone, tokenizer, segments[:num_prompts], segmenter=segmenter, new_tokens=new_tokens,
                                      seed=seed, num_samples=num_samples)
     finally:

@@ -18,6 +18,7 @@ from typing import Any, Sequence
 import torch
 import torch.nn.functional as F
 
+from graftlm.segmenter import segment_and_tokenize
 from graftlm.sllm.model import termination_targets
 
 
@@ -46,8 +47,6 @@ def sllm_cost(sllm: Any, tokenizer: Any, texts: Sequence[str], segmenter: Any, *
               batch_size: int = 4) -> tuple[TextCost, list[list[str]]]:
     """The SentenceLLM's cost of segments 2…n of each text (tokens + eos), teacher-forced, and its
     termination accuracy on every segment (a text's last one is "stop"). Returns the segments too."""
-    from graftlm.segmenter import segment_and_tokenize
-
     total = TextCost()
     segments: list[list[str]] = []
     device = sllm.device

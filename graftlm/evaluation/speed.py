@@ -2,18 +2,30 @@
 
 * tokens/s: the backbone's lean KV-cached greedy loop vs the SentenceLLM in fixed-length mode
   (stop head and eos ignored, sentences of a fixed length), exactly the same number of output
-  tokens from the same prompt, timed in interleaved rounds (`graftlm.bench.throughput`);
+  tokens from the same prompt, timed in interleaved rounds (`graftlm.evaluation.throughput`);
 * KV-cache bytes per text token after prefilling the same text (bytes of the cache tensors).
 """
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import torch
 
-from graftlm.bench.memory import backbone_prefill_cache, cache_length, has_learned_positions, kv_cache_bytes
-from graftlm.bench.throughput import lean_loop_runner, prompt_batch, sllm_runner, time_interleaved
+from graftlm.evaluation.memory import (
+    backbone_prefill_cache,
+    cache_length,
+    has_learned_positions,
+    kv_cache_bytes,
+)
+from graftlm.evaluation.throughput import (
+    lean_loop_runner,
+    prompt_batch,
+    sllm_runner,
+    time_interleaved,
+)
+from graftlm.segmenter import RegexSegmenter, segment_and_tokenize
 
 PROMPT_TOKENS = 32
 KV_TOKENS = 256
@@ -22,8 +34,6 @@ KV_TOKENS = 256
 def shared_copy(model: torch.nn.Module) -> torch.nn.Module:
     """A structural copy of ``model`` whose parameters and buffers are the *same tensors*: grafting
     the copy strips only the copy's modules, the original stays intact, and no weight is duplicated."""
-    import copy
-
     memo: dict[int, Any] = {id(t): t for t in (*model.parameters(), *model.buffers())}
     return copy.deepcopy(model, memo)
 
@@ -32,8 +42,6 @@ def prompt_segments(tokenizer: Any, input_ids: torch.Tensor, vae_cfg: Any, max_t
     """The same prompts as the baselines' ``input_ids`` (B, P), as a `SegmentedBatch` whose
     segments have at most ``max_tokens`` tokens (generation refuses prompt sentences longer than
     its per-sentence decode budget)."""
-    from graftlm.segmenter import RegexSegmenter, segment_and_tokenize
-
     texts = [tokenizer.decode(row) for row in input_ids.tolist()]
     seg = RegexSegmenter(max_tokens=min(max_tokens, vae_cfg.max_segment_tokens or 64), tokenizer=tokenizer)
     return segment_and_tokenize(texts, tokenizer, seg, pad_token_id=vae_cfg.pad_token_id)
@@ -43,13 +51,11 @@ def prompt_segments(tokenizer: Any, input_ids: torch.Tensor, vae_cfg: Any, max_t
 def sllm_prefill_cache(sllm: Any, text: str, tokenizer: Any, segmenter: Any,
                        chunk_sentences: int = 512) -> tuple[Any, int]:
     """Prefill ``text`` into the SentenceLLM's body cache, the way generation does: segment,
-    encode every sentence with the VAE (``encode_sentences``), run the body over the sentence
+    encode every sentence with the VAE (``sentence_inputs``), run the body over the sentence
     vectors with the adapter's own cache (``run_body``), ``chunk_sentences`` at a time.
 
     Returns (cache, cache positions). Raises ValueError if the sentences exceed the body's positions.
     """
-    from graftlm.segmenter import segment_and_tokenize
-
     batch = segment_and_tokenize([text], tokenizer, segmenter, pad_token_id=sllm.vae.config.pad_token_id)
     batch = batch.to(sllm.device)
     sm, ids, tm = batch.sentence_mask[0], batch.input_ids[0], batch.token_mask[0]
@@ -59,7 +65,7 @@ def sllm_prefill_cache(sllm: Any, text: str, tokenizer: Any, segmenter: Any,
     cache = sllm.adapter.new_cache(sllm.body)
     for start in range(0, n, chunk_sentences):
         end = min(n, start + chunk_sentences)
-        vec = sllm.encode_sentences(ids[start:end], tm[start:end])[None]  # (1, k, d)
+        vec = sllm.sentence_inputs(ids[None, start:end], tm[None, start:end], sm[None, start:end])  # (1, k, d)
         mask = torch.ones(1, end, dtype=torch.long, device=vec.device)
         pos = torch.arange(start, end, device=vec.device)[None]
         _, cache = sllm.run_body(vec, mask, pos, past_key_values=cache, use_cache=True)

@@ -11,6 +11,7 @@ from graftlm.plugins.manager import (
     reset_adapter_cache,
     unregister,
 )
+from graftlm.plugins.selftest import SelfTestError
 
 __all__ = [
     "AdapterEntry",
@@ -22,6 +23,7 @@ __all__ = [
     "is_grafted",
     "list_adapters",
     "mark_grafted",
+    "SelfTestError",
     "register",
     "reset_adapter_cache",
     "unregister",

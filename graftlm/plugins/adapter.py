@@ -8,6 +8,7 @@ from typing import Any
 
 import torch
 from torch import nn
+from transformers import DynamicCache
 
 
 class BackboneAdapter(ABC):
@@ -24,11 +25,28 @@ class BackboneAdapter(ABC):
 
     name: str = ""
     model_types: tuple[str, ...] = ()
+    # model types whose causality, padding and cache behaviour this adapter's own tests verify:
+    # graft skips its self-test (`graftlm.plugins.selftest`) for them and runs it for everything else
+    verified_model_types: tuple[str, ...] = ()
+    fallback: bool = False  # True: tried only after every specific adapter (the generic one)
 
     def matches(self, model: nn.Module) -> bool:
         """True when this adapter can graft ``model`` (default: its ``config.model_type``)."""
         config = getattr(model, "config", None)
         return getattr(config, "model_type", None) in self.model_types
+
+    def verifies(self, model: nn.Module) -> bool:
+        """True when ``model``'s architecture is one this adapter declares verified."""
+        config = getattr(model, "config", None)
+        return getattr(config, "model_type", None) in self.verified_model_types
+
+    def body(self, model: nn.Module) -> nn.Module:
+        """The body `strip` would return, without modifying anything (graft probes it first).
+        Default: ``model.base_model``; override when `strip` returns something else."""
+        base = getattr(model, "base_model", None)
+        if not isinstance(base, nn.Module):
+            raise TypeError(f"{type(model).__name__} has no base_model; {type(self).__name__} must override body()")
+        return base
 
     @abstractmethod
     def strip(self, model: nn.Module) -> nn.Module:
@@ -79,8 +97,6 @@ class BackboneAdapter(ABC):
 
     def new_cache(self, body: nn.Module) -> Any:
         """An empty KV cache of the backbone's own class (default: transformers' DynamicCache)."""
-        from transformers import DynamicCache
-
         if getattr(body, "_supports_cache_class", True) is False:
             return None  # older transformers (OPT before ~4.50): the body builds its legacy tuple cache itself
         if "config" in inspect.signature(DynamicCache.__init__).parameters:  # transformers >= 4.56

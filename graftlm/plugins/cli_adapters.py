@@ -5,19 +5,20 @@ from __future__ import annotations
 import argparse
 import json
 
+from graftlm.plugins import list_adapters
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print a JSON list instead of a table")
 
 
 def run(args: argparse.Namespace) -> int:
-    from graftlm.plugins import list_adapters
-
     entries = list_adapters()
     rows = [
         {
             "name": e.adapter.name or type(e.adapter).__name__,
             "model_types": list(e.adapter.model_types),
+            "fallback": bool(e.adapter.fallback),
             "plugin": e.plugin,
             "source": e.source,
         }
@@ -31,5 +32,6 @@ def run(args: argparse.Namespace) -> int:
         return 0
     width = max(len(r["name"]) for r in rows)
     for r in rows:
-        print(f"{r['name']:<{width}}  model_type {', '.join(r['model_types']) or '-'}  from {r['source']}")
+        types = ", ".join(r["model_types"]) or ("any (tried after the others)" if r["fallback"] else "-")
+        print(f"{r['name']:<{width}}  model_type {types}  from {r['source']}")
     return 0

@@ -2,7 +2,7 @@
 
 A plugin is any module or object with functions marked ``@graftlm.hookimpl``; it is found through
 the ``graftlm`` entry-point group (``[project.entry-points.graftlm]`` in its ``pyproject.toml``),
-which is exactly how graftlm's own adapters (``graftlm_adapters.opt``, ``.llama``, ``.telechat``)
+which is exactly how graftlm's own adapters (``graftlm_adapters.opt``, ``.llama``, ``.generic``)
 register. See docs/adapters.md.
 """
 

@@ -12,7 +12,7 @@ from torch import nn
 from graftlm.plugins import hookspecs
 from graftlm.plugins.adapter import BackboneAdapter
 
-DOCS_HINT = "docs/adapters.md"
+DOCS_HINT = "docs/adapters.md in the graftlm repository"
 
 _lock = threading.Lock()
 _manager: pluggy.PluginManager | None = None
@@ -102,23 +102,37 @@ def describe_model(model: Any) -> str:
 
 def find_adapter(model: nn.Module) -> BackboneAdapter:
     """The adapter for ``model``: a plugin's ``graftlm_select_adapter`` answer, else the first
-    adapter whose ``matches(model)`` is true, third-party adapters before graftlm's built-in ones.
+    adapter whose ``matches(model)`` is true — third-party adapters before graftlm's built-in ones,
+    fallback adapters (the generic one) after every specific one.
 
-    Raises ValueError listing the registered adapters when none can graft ``model``.
+    Raises ValueError naming the model, the registered adapters and the three ways in when none
+    can graft ``model``.
     """
     entries = list_adapters()
     adapters = [e.adapter for e in entries]
     chosen = get_plugin_manager().hook.graftlm_select_adapter(model=model, adapters=adapters)
     if chosen is not None:
         return _as_adapter(chosen, "graftlm_select_adapter")
-    # an installed adapter that claims the same architecture as a built-in one takes precedence
-    ordered = sorted(entries, key=lambda e: e.source.startswith(f"{hookspecs.PROJECT_NAME} "))
+    builtin = f"{hookspecs.PROJECT_NAME} "
+    ordered = sorted(entries, key=lambda e: (bool(getattr(e.adapter, "fallback", False)), e.source.startswith(builtin)))
     for entry in ordered:
         if entry.adapter.matches(model):
             return entry.adapter
-    known = ", ".join(f"{e.adapter.name or type(e.adapter).__name__} {list(e.adapter.model_types)}" for e in entries)
-    raise ValueError(
-        f"no graftlm adapter can graft {describe_model(model)}. Registered adapters: "
-        f"{known or 'none'}. Write an adapter for this architecture and register it under the "
-        f"'graftlm' entry-point group; {DOCS_HINT} has a complete example."
+    raise ValueError(refusal(model, entries))
+
+
+def refusal(model: Any, entries: list[AdapterEntry]) -> str:
+    """Why no registered adapter takes ``model``, and the three ways to graft it anyway."""
+    known = ", ".join(f"{e.adapter.name or type(e.adapter).__name__} {list(e.adapter.model_types) or '(any)'}"
+                      for e in entries)
+    reasons = [f"{e.adapter.name}: {e.adapter.why_not(model)}" for e in entries if hasattr(e.adapter, "why_not")]
+    return (
+        f"no graftlm adapter can graft {describe_model(model)}. Registered adapters: {known or 'none'}"
+        + (f" ({'; '.join(reasons)})" if reasons else "")
+        + ". Three ways in: (1) the generic adapter takes any transformers causal LM whose base model "
+        "(model.base_model) reads inputs_embeds and whose get_input_embeddings() returns the token "
+        "embedding; (2) pass an adapter explicitly: graft(model, vae, adapter=MyAdapter()), where MyAdapter "
+        "subclasses graftlm.plugins.BackboneAdapter and implements strip(model); (3) register that adapter "
+        "for everyone under the 'graftlm' entry-point group of your package "
+        f"([project.entry-points.graftlm] in pyproject.toml). A complete example: {DOCS_HINT}."
     )

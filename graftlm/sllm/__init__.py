@@ -1,8 +1,6 @@
 """Sentence-level LLMs: `graft` a SentenceVAE onto a decoder-only backbone."""
 
 from graftlm.sllm.generation import SentenceGenerationOutput
-from graftlm.sllm.graft import graft
-from graftlm.sllm.io import load
-from graftlm.sllm.model import SentenceLLM, SentenceLLMOutput
+from graftlm.sllm.model import SentenceLLM, SentenceLLMOutput, graft, load
 
 __all__ = ["SentenceGenerationOutput", "SentenceLLM", "SentenceLLMOutput", "graft", "load"]

@@ -77,9 +77,24 @@ def packed_teacher(t_ids: torch.Tensor, t_lp: torch.Tensor, target_mask: torch.T
     return ids[target_mask], lp[target_mask]
 
 
+def set_teacher(sllm: Any, teacher: torch.nn.Module | None, *, weight: float = 1.0, topk: int = 32,
+                prefix_ids: list[int] | None = None) -> None:
+    """Distil from ``teacher`` (the un-grafted backbone) while ``sllm`` trains: its loss gains the
+    term ``weight`` × KL(teacher ‖ sentence decoder) per token. The teacher is held in
+    ``sllm.loss_terms`` (outside the module tree: never saved or trained); ``None`` stops it."""
+    if teacher is None:
+        sllm.loss_terms.pop("distillation", None)
+        sllm.graft_options.pop("distill", None)
+        return
+    if sllm.graft_options.get("own_vocab"):
+        raise ValueError("distillation needs the VAE to share the backbone's tokenizer (own_vocab=False)")
+    sllm.loss_terms["distillation"] = Teacher(teacher, weight=weight, topk=topk, prefix_ids=prefix_ids)
+    sllm.graft_options["distill"] = {"weight": float(weight), "topk": int(topk)}
+
+
 class Teacher:
-    """The frozen teacher and the distillation settings held by a SentenceLLM (not a submodule:
-    it is neither saved nor trained with the SentenceLLM)."""
+    """The frozen teacher and the distillation settings: a loss term of a SentenceLLM
+    (``sllm.loss_terms["distillation"]``, see `set_teacher`)."""
 
     def __init__(self, model: torch.nn.Module, *, weight: float, topk: int = 32,
                  prefix_ids: list[int] | None = None) -> None:
@@ -98,3 +113,12 @@ class Teacher:
 
     def targets(self, input_ids: torch.Tensor, token_mask: torch.Tensor, sentence_mask: torch.Tensor) -> Any:
         return teacher_topk(self.model, input_ids, token_mask, sentence_mask, self.topk, self.prefix_ids)
+
+    def loss(self, input_ids: torch.Tensor, token_mask: torch.Tensor, sentence_mask: torch.Tensor,
+             pair: torch.Tensor, decoded: Any) -> torch.Tensor:
+        """KL(teacher ‖ decoder) per token over the sentences the forward decoded: ``pair`` (B, S-1)
+        marks the positions with a next sentence, ``decoded`` is the VAE's `DecodeOutput` for them."""
+        t_ids, t_lp = self.targets(input_ids, token_mask, sentence_mask)
+        ids_k, lp_k = packed_teacher(t_ids[:, 1:][pair], t_lp[:, 1:][pair], decoded.target_mask)
+        every = torch.ones(len(ids_k), dtype=torch.bool, device=ids_k.device)
+        return distillation_loss(decoded.packed_logits, ids_k, lp_k, every)

@@ -2,21 +2,26 @@
 termination head → VAE decoder (KV-cached) → re-encode the new sentence WITH its mask → one
 backbone step with the body's KV cache.
 
-All rows advance together; a finished row keeps riding along masked out (no re-indexing, no
-per-row host work). Host syncs per step: one ``active.any()`` plus those inside ``vae.generate``.
+All rows advance together, left-aligned: each row's prompt ends in the last column and every new
+sentence is appended right after it, so no row has padding between its sentences (`left_align`);
+a finished row keeps riding along masked out (no re-indexing, no per-row host work). Host syncs per step: one ``active.any()`` plus those inside ``vae.generate``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
 
-from graftlm.sllm.model import SentenceLLM, sentence_positions
+from graftlm.segmenter import SegmentedBatch, segment_and_tokenize
 from graftlm.sllm.repetition import RepetitionControl
+from graftlm.sllm.targets import sentence_positions
+
+if TYPE_CHECKING:  # annotations only: the class imports this module for its mixin
+    from graftlm.sllm.model import SentenceLLM
 
 SAMPLING_KEYS = ("do_sample", "temperature", "top_k", "top_p", "use_cache", "ignore_eos", "generator")
 REPETITION_KEYS = ("no_repeat_sentence", "repetition_penalty")
@@ -47,8 +52,6 @@ def _decode(tokenizer: Any, ids: list[int]) -> str:
 
 
 def _prompt_batch(sllm: SentenceLLM, prompts: Any, tokenizer: Any, segmenter: Any, max_sentences: int | None):
-    from graftlm.segmenter import RegexSegmenter, SegmentedBatch, segment_and_tokenize
-
     if isinstance(prompts, SegmentedBatch):
         batch = prompts
     else:
@@ -124,19 +127,18 @@ def _steps(
         tm = batch.token_mask.to(dev).bool() & sm[..., None]
         ids = batch.input_ids.to(dev)
         B, S = sm.shape
-        vectors = sllm.encode_sentences(ids[sm], tm[sm])
-        x = vectors.new_zeros(B, S, vectors.shape[-1]).index_put((*sm.nonzero(as_tuple=True),), vectors)
+        control = RepetitionControl(sllm.vae, ids, tm, sm,  # the prompt's own layout, before aligning
+                                    no_repeat_sentence=repetition.get("no_repeat_sentence", False),
+                                    repetition_penalty=repetition.get("repetition_penalty", 1.0),
+                                    tokenizer=getattr(sllm, "tokenizer", None))
+        x, sm = left_align(sllm.sentence_inputs(ids, tm, sm), sm)
         hidden, cache = sllm.run_body(x, sm, sentence_positions(sm), sllm.adapter.new_cache(sllm.body), True)
-        last = (torch.arange(S, device=dev) * sm).argmax(1)  # each row's last real sentence
-        h_last = hidden[torch.arange(B, device=dev), last]
-        _check_finite_prefill(vectors, h_last)
+        h_last = hidden[:, -1]  # every row's last real sentence is in the last column
+        _check_finite_prefill(x[sm], h_last)
         attn = sm
         n_sent = sm.sum(1)
         tokens_out = torch.zeros(B, dtype=torch.long, device=dev)
         active = torch.ones(B, dtype=torch.bool, device=dev)
-        control = RepetitionControl(sllm.vae, ids, tm, sm, no_repeat_sentence=repetition.get("no_repeat_sentence", False),
-                                    repetition_penalty=repetition.get("repetition_penalty", 1.0),
-                                    tokenizer=getattr(sllm, "tokenizer", None))
     yield h_last
 
     steps = max_sentences - int(n_sent.min())
@@ -178,6 +180,20 @@ def _steps(
             tokens_out = tokens_out + mask.sum(1)
             active = emitted
         yield new_ids, mask, emitted, h_last
+
+
+def left_align(inputs: torch.Tensor, sentence_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(B, S, d) inputs and (B, S) bool mask → the same, each row's real sentences moved (in order)
+    to the end of the row, padding first.
+
+    Rows are laid out contiguously so that the prompt and every new sentence appended after it
+    form one unbroken run: a backbone whose state depends on key indices (ALiBi from indices,
+    MPT) or on every earlier input (convolution / recurrent layers, Jamba, LFM2) then computes in
+    a batch exactly what it computes for the row alone.
+    """
+    order = sentence_mask.long().argsort(dim=1, stable=True)  # padding (0) first, each side in order
+    moved = inputs.gather(1, order[..., None].expand(-1, -1, inputs.shape[-1]))
+    return moved, sentence_mask.gather(1, order)
 
 
 def _check_finite_prefill(vectors: torch.Tensor, h_last: torch.Tensor) -> None:
@@ -238,6 +254,7 @@ def generate(
     segmenter: Any = None,
     return_dict: bool = False,
     output_hidden_states: bool = False,
+    streamer: Any = None,
     **sampling: Any,
 ) -> list[str] | SentenceGenerationOutput:
     """Continue a batch of prompts sentence by sentence.
@@ -250,10 +267,12 @@ def generate(
     ``max_tokens_per_sentence`` (VAE decode budget). A row stops when the termination head says
     stop (unless ``ignore_stop=True``, for fixed-length benchmarks), at a limit, or when the VAE
     decodes an empty sentence. ``sampling``: do_sample, temperature, top_k, top_p, use_cache,
-    ignore_eos, generator — forwarded to ``vae.generate``; and repetition control
+    ignore_eos, generator — forwarded to ``vae.generate``; repetition control
     (`graftlm.sllm.repetition`): ``no_repeat_sentence=True`` (a row never emits a sentence it
     already has, prompt included), ``repetition_penalty`` (HF-style, > 1 penalises the tokens of
-    the row's text so far).
+    the row's text so far). ``streamer``: any transformers streamer
+    (``put`` / ``end``, e.g. ``TextIteratorStreamer``); as in transformers it gets the prompt's token
+    ids first, then each new sentence's ids as it is decoded, then ``end()``; batch size 1 only.
 
     Returns the new text of each row (list[str]), or with ``return_dict=True`` a
     `SentenceGenerationOutput` (token ids always; texts when a tokenizer is known).
@@ -267,13 +286,19 @@ def generate(
         sllm, batch, max_sentences=max_sentences, max_new_sentences=max_new_sentences,
         max_new_tokens=max_new_tokens, max_tokens=max_tokens, ignore_stop=ignore_stop, sampling=sampling,
     )
+    if streamer is not None:
+        _start_stream(streamer, batch)
     hiddens = [next(steps)]
     ids_list, mask_list = [], []
     for new_ids, mask, _, h in steps:
         ids_list.append(new_ids)
         mask_list.append(mask)
+        if streamer is not None and int(mask[0].sum()):
+            streamer.put(new_ids[0, : int(mask[0].sum())].cpu())
         if output_hidden_states:
             hiddens.append(h)
+    if streamer is not None:
+        streamer.end()
     B = batch.sentence_mask.shape[0]
     token_ids: list[list[list[int]]] = [[] for _ in range(B)]
     if ids_list:
@@ -297,6 +322,18 @@ def generate(
         num_new_sentences=[len(rows) for rows in token_ids],
         hidden_states=torch.stack(hiddens, 1) if output_hidden_states else None,
     )
+
+
+def _start_stream(streamer: Any, batch: Any) -> None:
+    """Refuse what a transformers streamer cannot take, then hand it the prompt's ids (streamers
+    with ``skip_prompt=True`` drop that first call, as in transformers)."""
+    if not callable(getattr(streamer, "put", None)) or not callable(getattr(streamer, "end", None)):
+        raise TypeError(f"streamer must have put() and end() like transformers' streamers, got {type(streamer).__name__}")
+    rows = batch.sentence_mask.shape[0]
+    if rows != 1:
+        raise ValueError(f"streamer= supports one prompt at a time (batch size 1), got {rows}; stream each prompt "
+                         "separately, or use SentenceLLM.stream for a batch")
+    streamer.put(batch.input_ids[0][batch.token_mask[0].bool()].cpu())
 
 
 def stream(
@@ -334,3 +371,19 @@ def stream(
             yield out
 
     return run()
+
+
+class GenerationMixin:
+    """`SentenceLLM`'s generation methods (the functions above, with the model as ``self``)."""
+
+    def generate(self, prompts: Any, tokenizer: Any = None, **kwargs: Any) -> Any:
+        """Continue each prompt sentence by sentence; see `graftlm.sllm.generation.generate`."""
+        return generate(self, prompts, tokenizer, **kwargs)
+
+    def continue_probability(self, prompts: Any, tokenizer: Any = None, **kwargs: Any) -> torch.Tensor:
+        """(B,) P(another sentence follows) after each prompt; see `graftlm.sllm.generation`."""
+        return continue_probability(self, prompts, tokenizer, **kwargs)
+
+    def stream(self, prompts: Any, tokenizer: Any = None, **kwargs: Any) -> Iterator[Any]:
+        """Yield, per step, each row's new segment (None for finished rows); same options as generate."""
+        return stream(self, prompts, tokenizer, **kwargs)

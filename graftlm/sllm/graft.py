@@ -1,15 +1,21 @@
-"""`graft(model, vae)`: strip a causal LM's embedding and LM head and wrap it into a SentenceLLM."""
+"""Grafting: strip a causal LM's embedding and LM head and wrap it into a SentenceLLM (the public
+`graftlm.graft` is `graft_into(SentenceLLM, ...)`; the class comes in as ``cls`` so that loading,
+which grafts too, needs no import of the class)."""
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterable
 from typing import Any
 
+import torch
+from peft import LoraConfig, inject_adapter_in_model
 from torch import nn
 
 from graftlm.plugins import BackboneAdapter, find_adapter, is_grafted, mark_grafted
-from graftlm.sllm.leak import check_attention
-from graftlm.sllm.model import SentenceLLM
+from graftlm.plugins.manager import describe_model
+from graftlm.plugins.selftest import SelfTestError, probe, vocabulary_embeddings
+from graftlm.sllm.leak import apply_attention, check_attention
 
 FREEZE_CHOICES = ("none", "vae", "backbone")
 
@@ -55,7 +61,7 @@ def _check_vocab(model: nn.Module, vae: Any, tokenizer: Any, own_vocab: bool) ->
             )
 
 
-def _apply_freezing(sllm: SentenceLLM, frozen: set[str], train_layers: int | None, lora: Any) -> None:
+def _apply_freezing(sllm: Any, frozen: set[str], train_layers: int | None, lora: Any) -> None:
     if "vae" in frozen:
         sllm.vae.requires_grad_(False)
     if "backbone" in frozen or lora is not None:
@@ -107,15 +113,50 @@ class _Rollback:
 
 
 def _inject_lora(body: nn.Module, lora: Any) -> None:
-    try:
-        from peft import LoraConfig, inject_adapter_in_model
-    except ImportError as exc:  # pragma: no cover - peft is a dependency
-        raise ImportError("lora=... needs the `peft` package: pip install peft") from exc
     if not isinstance(lora, LoraConfig):
         raise TypeError(f"lora must be a peft.LoraConfig, got {type(lora).__name__}")
     inject_adapter_in_model(lora, body)
     if not any("lora_" in n for n, _ in body.named_parameters()):
         raise ValueError(f"LoraConfig(target_modules={lora.target_modules!r}) matched no module of the backbone body")
+
+
+def _self_test(adapter: BackboneAdapter, model: nn.Module) -> None:
+    """Probe the un-stripped body (`graftlm.plugins.selftest`); refuse ``model`` if it fails."""
+    try:
+        body = adapter.body(model)
+    except Exception as err:  # noqa: BLE001 - the adapter cannot find a body in this model
+        raise SelfTestError(f"adapter {adapter.name!r} finds no body in {describe_model(model)}: {err}. "
+                            "The model was not modified.") from err
+    try:
+        token_embedding = model.get_input_embeddings()
+    except (AttributeError, NotImplementedError):
+        token_embedding = None
+    if token_embedding is not None:  # the embedding strip removes is no reason to refuse
+        _refuse_vocabulary_tables(model, vocabulary_embeddings(body, besides=token_embedding))
+    probe(adapter, body, type(model).__name__)
+
+
+def _refuse_vocabulary_tables(model: nn.Module, names: list[str]) -> None:
+    if names:
+        raise SelfTestError(
+            f"{type(model).__name__} holds vocabulary-sized embeddings besides its token embedding "
+            f"({', '.join(names)}): it looks its inputs up by token id, and a sentence position has none. "
+            "The model was not modified."
+        )
+
+
+def _check_stripped(adapter: BackboneAdapter, model: nn.Module, body: nn.Module) -> None:
+    """After strip: no vocabulary-sized table left behind, and the body still runs without its embedding."""
+    _refuse_vocabulary_tables(model, vocabulary_embeddings(body))
+    param = next(body.parameters())
+    x = torch.zeros(1, 1, int(adapter.hidden_size(body)), dtype=param.dtype, device=param.device)
+    one = torch.ones(1, 1, dtype=torch.bool, device=param.device)
+    try:
+        with torch.no_grad():
+            adapter.forward(body, x, one, torch.zeros(1, 1, dtype=torch.long, device=param.device))
+    except Exception as err:  # noqa: BLE001
+        raise SelfTestError(f"{type(model).__name__}'s body no longer runs once its embedding is removed "
+                            f"({type(err).__name__}: {err})") from err
 
 
 def _rolled_back(err: Exception) -> Exception | None:
@@ -128,7 +169,8 @@ def _rolled_back(err: Exception) -> Exception | None:
         return None
 
 
-def graft(
+def graft_into(
+    cls: type,
     model: nn.Module,
     vae: Any,
     *,
@@ -141,8 +183,9 @@ def graft(
     own_vocab: bool = False,
     adapter: BackboneAdapter | None = None,
     attention: str = "causal",
-) -> SentenceLLM:
-    """Graft ``vae`` onto the causal LM ``model`` (modified in place: its embedding and LM head go).
+) -> Any:
+    """Graft ``vae`` onto the causal LM ``model`` (modified in place: its embedding and LM head go);
+    the result is a ``cls`` (`graftlm.graft` passes `SentenceLLM`).
 
     Options:
         freeze: "none" (all trains), "vae", "backbone", or a list such as ["vae", "backbone"].
@@ -154,9 +197,14 @@ def graft(
         tokenizer: stored for `generate`; checked to fit the VAE's vocabulary.
         own_vocab: by default the VAE's vocab_size must equal the backbone's (they share a
             tokenizer); True allows a VAE with its own tokenizer (the backbone never sees tokens).
-        adapter: bypass plugin discovery with an explicit adapter.
+        adapter: bypass plugin discovery with an explicit adapter; used even when ``model``'s type
+            is not in its ``model_types`` (with a warning).
         attention: "causal" (the default and the only language model) or "bidirectional", the
             authors' leak reproduced for research (warns; see `graftlm.sllm.leak`).
+
+    Unless the adapter declares ``model``'s architecture verified, a self-test probes the body
+    first (causality, padding on either side, a cached step; `graftlm.plugins.selftest`) and
+    refuses a model that fails it (`SelfTestError`, a ValueError naming the property it lacks).
 
     Raises ValueError for an already grafted model, an architecture no adapter handles, a vocab
     mismatch, bad options, LoRA ``target_modules`` that match nothing; TypeError for a non-VAE or a
@@ -164,7 +212,7 @@ def graft(
     (e.g. peft refuses a module) every change is rolled back, so ``model`` can be used or grafted
     again.
     """
-    if isinstance(model, SentenceLLM) or is_grafted(model):
+    if isinstance(model, cls) or is_grafted(model):
         raise ValueError("this model is already grafted (its embedding and LM head are gone); graft a fresh backbone")
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a transformers causal LM (nn.Module), got {type(model).__name__}")
@@ -177,16 +225,23 @@ def graft(
         if "backbone" not in frozen and lora is None:
             raise ValueError("train_layers=k only makes sense with freeze='backbone' (or lora=...): the rest of the body is frozen")
     if lora is not None:
-        from peft import LoraConfig
-
         if not isinstance(lora, LoraConfig):
             raise TypeError(f"lora must be a peft.LoraConfig, got {type(lora).__name__}")
-    adapter = adapter if adapter is not None else find_adapter(model)
-    if not adapter.matches(model):
-        raise ValueError(f"adapter {adapter.name!r} does not match {type(model).__name__}")
+    explicit = adapter is not None
+    adapter = adapter if explicit else find_adapter(model)
+    if not isinstance(adapter, BackboneAdapter):
+        raise TypeError(f"adapter must be a graftlm.plugins.BackboneAdapter instance, got {type(adapter).__name__}")
+    if explicit and not adapter.matches(model):
+        warnings.warn(
+            f"adapter {adapter.name or type(adapter).__name__!r} does not list {describe_model(model)}; using it because "
+            "it was passed explicitly (graft's self-test checks the result)", UserWarning, stacklevel=3,
+        )
     _check_vocab(model, vae, tokenizer, own_vocab)
     if lora is not None:
         _check_lora_targets(model, lora)
+    verified = adapter.verifies(model)
+    if not verified:
+        _self_test(adapter, model)
 
     backbone_info = {
         "adapter": adapter.name,
@@ -197,6 +252,10 @@ def graft(
     rollback = _Rollback(model)
     try:
         body = adapter.strip(model)
+        if not verified:
+            _check_stripped(adapter, model, body)
+        # where the body sits in the causal LM: LoRA is saved under these names, as peft names it
+        backbone_info["body_prefix"] = next((n for n, m in model.named_modules() if m is body), None)
         mark_grafted(model)
         mark_grafted(body)
         if lora is not None:
@@ -208,7 +267,7 @@ def graft(
             "own_vocab": own_vocab,
             "attention": attention,
         }
-        sllm = SentenceLLM(
+        sllm = cls(
             vae, body, adapter,
             termination_gamma=termination_gamma,
             termination_weight=termination_weight,
@@ -221,6 +280,7 @@ def graft(
         for module in (sllm.proj_in, sllm.proj_out, sllm.termination_head):
             module.to(dtype=param.dtype)
         _apply_freezing(sllm, frozen, train_layers, lora)
+        apply_attention(sllm)
     except Exception as err:
         rollback.restore()
         wrapped = _rolled_back(err)

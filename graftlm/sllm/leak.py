@@ -41,6 +41,33 @@ def set_attention(sllm: Any, mode: str) -> None:
     """Switch an existing SentenceLLM between ``"causal"`` and ``"bidirectional"`` (e.g. to
     evaluate a model trained one way the other way). Warns for the leaky mode."""
     sllm.graft_options["attention"] = check_attention(mode)
+    apply_attention(sllm)
+
+
+def apply_attention(sllm: Any) -> None:
+    """Give ``sllm`` the adapter its ``graft_options["attention"]`` asks for: its own for causal,
+    wrapped in a `BidirectionalAdapter` for the leak (the core forward knows nothing of it)."""
+    inner = sllm.adapter.inner if isinstance(sllm.adapter, BidirectionalAdapter) else sllm.adapter
+    leaky = sllm.graft_options.get("attention", "causal") == "bidirectional"
+    sllm.adapter = BidirectionalAdapter(inner) if leaky else inner
+
+
+class BidirectionalAdapter:
+    """Wraps a backbone adapter so that its body attends both ways (`bidirectional_mask`); every
+    other attribute is the wrapped adapter's."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+
+    def __getattr__(self, name: str) -> Any:
+        if "inner" not in self.__dict__:  # while copy/pickle rebuild the object
+            raise AttributeError(name)
+        return getattr(self.__dict__["inner"], name)
+
+    def forward(self, body: torch.nn.Module, inputs_embeds: torch.Tensor, attention_mask: torch.Tensor,
+                position_ids: torch.Tensor, past_key_values: Any = None, use_cache: bool = False) -> Any:
+        mask = bidirectional_mask(attention_mask, inputs_embeds)
+        return self.inner.forward(body, inputs_embeds, mask, position_ids, past_key_values, use_cache)
 
 
 def bidirectional_mask(attention_mask: torch.Tensor, inputs_embeds: torch.Tensor) -> torch.Tensor:

@@ -10,29 +10,40 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
+from transformers.utils import ModelOutput
 
+from graftlm.hub import PushToHubMixin
 from graftlm.losses import focal_loss
 from graftlm.plugins.adapter import BackboneAdapter
+from graftlm.segmenter import RegexSegmenter
+from graftlm.sllm import distill
+from graftlm.sllm.generation import GenerationMixin
+from graftlm.sllm.graft import graft_into
+from graftlm.sllm.io import PretrainedMixin
+from graftlm.sllm.official import OfficialMixin
+from graftlm.sllm.targets import sentence_positions, termination_targets
+
+__all__ = ["SentenceLLM", "SentenceLLMOutput", "graft", "load", "sentence_positions", "termination_targets"]
 
 
 @dataclass
-class SentenceLLMOutput:
-    """What `SentenceLLM.forward` returns.
+class SentenceLLMOutput(ModelOutput):
+    """What `SentenceLLM.forward` returns: a transformers `ModelOutput` (``out.loss``,
+    ``out["loss"]``, ``out[0]``; fields left None are not keys).
 
     ``token_logprobs`` / ``target_mask`` are (B, S, T+1): row [b, s] holds log p(target) of
     sentence s decoded from the hidden state at position s-1 (tokens then eos); slot s = 0 and
     slots without a preceding sentence are all-False in ``target_mask`` (and 0 in the log-probs).
     """
 
-    loss: torch.Tensor  # () decoder_loss + termination_weight · termination_loss
-    decoder_loss: torch.Tensor  # () the VAE decoder's loss (focal or CE) over all target tokens
-    termination_loss: torch.Tensor  # () focal loss over every real sentence position
-    token_logprobs: torch.Tensor  # (B, S, T+1) float32
-    target_mask: torch.Tensor  # (B, S, T+1) bool
-    hidden_states: torch.Tensor  # (B, S, d) body output (0-padding slots hold junk; mask them)
-    termination_logits: torch.Tensor  # (B, S, 2): index 1 = another sentence follows
+    loss: torch.Tensor | None = None  # () decoder_loss + termination_weight · termination_loss
+    decoder_loss: torch.Tensor | None = None  # () the VAE decoder's loss (focal or CE) over all target tokens
+    termination_loss: torch.Tensor | None = None  # () focal loss over every real sentence position
+    token_logprobs: torch.Tensor | None = None  # (B, S, T+1) float32
+    target_mask: torch.Tensor | None = None  # (B, S, T+1) bool
+    hidden_states: torch.Tensor | None = None  # (B, S, d) body output (0-padding slots hold junk; mask them)
+    termination_logits: torch.Tensor | None = None  # (B, S, 2): index 1 = another sentence follows
     distillation_loss: torch.Tensor | None = None  # () KL(teacher ‖ decoder) per token, when distilling
 
     @property
@@ -45,28 +56,7 @@ class SentenceLLMOutput:
         return float(torch.exp(-(self.token_logprobs.detach() * self.target_mask).sum() / n))
 
 
-def termination_targets(sentence_mask: torch.Tensor, document_ends: torch.Tensor | None = None) -> torch.Tensor:
-    """(B, S) bool: True ("another sentence follows") at every real sentence but a document's last.
-
-    ``document_ends`` (B,) bool: False where the row is a window that its document continues after,
-    so its last sentence is followed by one too (default: every row ends its document).
-    """
-    follows = F.pad(sentence_mask[:, 1:], (0, 1), value=False) & sentence_mask
-    if document_ends is not None:
-        if not isinstance(document_ends, torch.Tensor) or document_ends.shape != sentence_mask.shape[:1]:
-            raise ValueError(f"document_ends must be a (batch,) bool tensor, got "
-                             f"{tuple(document_ends.shape) if isinstance(document_ends, torch.Tensor) else type(document_ends).__name__}")
-        last = sentence_mask & ~F.pad(sentence_mask[:, 1:], (0, 1), value=False)
-        follows = follows | (last & ~document_ends.to(sentence_mask.device).bool()[:, None])
-    return follows
-
-
-def sentence_positions(sentence_mask: torch.Tensor) -> torch.Tensor:
-    """(B, S) bool → (B, S) long: each real sentence's index within its row (padding gets 0)."""
-    return (sentence_mask.long().cumsum(1) - 1).clamp_min(0)
-
-
-class SentenceLLM(nn.Module):
+class SentenceLLM(GenerationMixin, PretrainedMixin, OfficialMixin, PushToHubMixin, nn.Module):
     """A decoder-only LLM that reads and writes whole sentences (see module docstring)."""
 
     def __init__(
@@ -96,6 +86,9 @@ class SentenceLLM(nn.Module):
         self.graft_options = dict(graft_options or {})
         self.backbone_info = dict(backbone_info or {})
         self.tokenizer = tokenizer
+        # extra training-loss terms (e.g. distillation, `graftlm.sllm.distill`): a plain dict, so a
+        # term's models are neither submodules nor saved
+        self.loss_terms: dict[str, Any] = {}
         limit = adapter.max_positions(body)
         self.max_positions: int | None = int(limit) if limit else None
 
@@ -107,22 +100,13 @@ class SentenceLLM(nn.Module):
     def set_teacher(self, teacher: torch.nn.Module | None, *, weight: float = 1.0, topk: int = 32,
                     prefix_ids: list[int] | None = None) -> None:
         """Distil from ``teacher`` (the un-grafted backbone) while training: the loss gains
-        ``weight`` × KL(teacher ‖ sentence decoder) per token (`graftlm.sllm.distill`). The
-        teacher is held outside the module tree (never saved or trained); ``None`` stops it."""
-        from graftlm.sllm.distill import Teacher
-
-        if teacher is None:
-            self.__dict__["_teacher"] = None
-            self.graft_options.pop("distill", None)
-            return
-        if self.graft_options.get("own_vocab"):
-            raise ValueError("distillation needs the VAE to share the backbone's tokenizer (own_vocab=False)")
-        self.__dict__["_teacher"] = Teacher(teacher, weight=weight, topk=topk, prefix_ids=prefix_ids)
-        self.graft_options["distill"] = {"weight": float(weight), "topk": int(topk)}
+        ``weight`` × KL(teacher ‖ sentence decoder) per token; see `graftlm.sllm.distill.set_teacher`."""
+        distill.set_teacher(self, teacher, weight=weight, topk=topk, prefix_ids=prefix_ids)
 
     @property
     def teacher(self) -> Any:
-        return self.__dict__.get("_teacher")
+        """The distillation term set by `set_teacher` (a `graftlm.sllm.distill.Teacher`), or None."""
+        return self.loss_terms.get("distillation")
 
     @property
     def segment_budget(self) -> int:
@@ -133,8 +117,6 @@ class SentenceLLM(nn.Module):
     def segmenter(self, tokenizer: Any = None) -> Any:
         """The segmenter this model's text is cut with: the VAE's trained budget and the rule /
         ``min_tokens`` recorded at grafting or training (``graft_options["segmenter"]``)."""
-        from graftlm.segmenter import RegexSegmenter
-
         options = dict(self.graft_options.get("segmenter") or {})
         options.pop("pattern", None)
         options["max_tokens"] = min(int(options.get("max_tokens") or self.segment_budget), self.segment_budget)
@@ -150,6 +132,14 @@ class SentenceLLM(nn.Module):
         vectors = self.vae.encode(input_ids, token_mask)
         return self.proj_in(vectors.to(self.termination_head.weight.dtype))
 
+    def sentence_inputs(self, input_ids: torch.Tensor, token_mask: torch.Tensor,
+                        sentence_mask: torch.Tensor) -> torch.Tensor:
+        """(B, S, T) ids + masks → (B, S, d) body inputs: every real sentence through ONE
+        `encode_sentences` call, scattered back to its slot (padding slots hold zeros)."""
+        sm = sentence_mask.bool()
+        vectors = self.encode_sentences(input_ids[sm], token_mask[sm])  # (N, d)
+        return vectors.new_zeros(*sm.shape, vectors.shape[-1]).index_put((*sm.nonzero(as_tuple=True),), vectors)
+
     def sentence_vectors(self, hidden: torch.Tensor) -> torch.Tensor:
         """(..., d) body outputs → (..., h) vectors for the VAE decoder (``proj_out``), in its dtype."""
         return self.proj_out(hidden).to(next(self.vae.parameters()).dtype)
@@ -163,12 +153,8 @@ class SentenceLLM(nn.Module):
         use_cache: bool = False,
     ) -> tuple[torch.Tensor, Any]:
         """The adapter's causal body call; ``attention_mask`` (B, P+L) covers the cache too.
-        With ``graft(..., attention="bidirectional")`` (research only, `graftlm.sllm.leak`) the body
-        gets a 4D mask that also shows it the later sentences."""
-        if self.graft_options.get("attention", "causal") == "bidirectional":
-            from graftlm.sllm.leak import bidirectional_mask
-
-            attention_mask = bidirectional_mask(attention_mask, inputs_embeds)
+        (``graft(..., attention="bidirectional")`` swaps in an adapter that shows the body the later
+        sentences too: research only, `graftlm.sllm.leak`.)"""
         return self.adapter.forward(self.body, inputs_embeds, attention_mask, position_ids, past_key_values, use_cache)
 
     def _check_batch(self, input_ids, token_mask, sentence_mask) -> tuple[torch.Tensor, torch.Tensor]:
@@ -206,8 +192,7 @@ class SentenceLLM(nn.Module):
         """
         sm, tm = self._check_batch(input_ids, token_mask, sentence_mask)
         B, S, T = input_ids.shape
-        vectors = self.encode_sentences(input_ids[sm], tm[sm])  # (N, d)
-        x = vectors.new_zeros(B, S, vectors.shape[-1]).index_put((*sm.nonzero(as_tuple=True),), vectors)
+        x = self.sentence_inputs(input_ids, tm, sm)
         hidden, _ = self.run_body(x, sm, sentence_positions(sm))
         term_logits = self.termination_head(hidden)
 
@@ -229,53 +214,22 @@ class SentenceLLM(nn.Module):
         else:  # single-sentence paragraphs only: nothing to decode
             dec_loss = hidden.sum() * 0.0
         loss = dec_loss + self.termination_weight * term_loss
-        kl = None
-        if self.teacher is not None and self.training and bool(pair.any()):
-            from graftlm.sllm.distill import distillation_loss, packed_teacher
+        terms: dict[str, torch.Tensor] = {}
+        if self.training and bool(pair.any()):
+            for name, term in self.loss_terms.items():
+                terms[name] = term.loss(input_ids, tm, sm, pair, dec)
+                loss = loss + term.weight * terms[name]
+        return SentenceLLMOutput(loss, dec_loss, term_loss, token_logprobs, target_mask, hidden, term_logits,
+                                 terms.get("distillation"))
 
-            t_ids, t_lp = self.teacher.targets(input_ids, tm, sm)
-            ids_k, lp_k = packed_teacher(t_ids[:, 1:][pair], t_lp[:, 1:][pair], dec.target_mask)
-            kl = distillation_loss(dec.packed_logits, ids_k, lp_k, torch.ones(len(ids_k), dtype=torch.bool,
-                                                                              device=ids_k.device))
-            loss = loss + self.teacher.weight * kl
-        return SentenceLLMOutput(loss, dec_loss, term_loss, token_logprobs, target_mask, hidden, term_logits, kl)
 
-    # ------------------------------------------------------------------ generation / io
-    def generate(self, prompts: Any, tokenizer: Any = None, **kwargs: Any) -> Any:
-        """Continue each prompt sentence by sentence; see `graftlm.sllm.generation.generate`."""
-        from graftlm.sllm.generation import generate
+def graft(model: nn.Module, vae: Any, **options: Any) -> SentenceLLM:
+    """Graft ``vae`` onto the causal LM ``model`` (modified in place): a `SentenceLLM`. Options and
+    errors: `graftlm.sllm.graft.graft_into`."""
+    return graft_into(SentenceLLM, model, vae, **options)
 
-        return generate(self, prompts, tokenizer, **kwargs)
 
-    def continue_probability(self, prompts: Any, tokenizer: Any = None, **kwargs: Any) -> torch.Tensor:
-        """(B,) P(another sentence follows) after each prompt; see `graftlm.sllm.generation`."""
-        from graftlm.sllm.generation import continue_probability
-
-        return continue_probability(self, prompts, tokenizer, **kwargs)
-
-    def stream(self, prompts: Any, tokenizer: Any = None, **kwargs: Any):
-        """Yield, per step, each row's new segment (None for finished rows); same options as generate."""
-        from graftlm.sllm.generation import stream
-
-        return stream(self, prompts, tokenizer, **kwargs)
-
-    def save_pretrained(self, directory: Any, save_backbone: str = "reference") -> None:
-        """Write config JSON + safetensors; see `graftlm.sllm.io.save_pretrained`."""
-        from graftlm.sllm.io import save_pretrained
-
-        save_pretrained(self, directory, save_backbone=save_backbone)
-
-    @classmethod
-    def from_pretrained(cls, directory: Any, **kwargs: Any) -> "SentenceLLM":
-        """Load what `save_pretrained` wrote; same as `graftlm.load` (``backbone=``, ``device=``)."""
-        from graftlm.sllm.io import load
-
-        return load(directory, **kwargs)
-
-    @classmethod
-    def from_official(cls, path: Any, config: Any, *, backbone: Any, **kwargs: Any) -> "SentenceLLM":
-        """The authors' SentenceLLM ``.pth`` onto a transformers OPT ``backbone`` (never unpickled);
-        ``use_ema=``, ``attention=``, ``backbone_config=``: see `graftlm.sllm.official`."""
-        from graftlm.sllm.official import from_official
-
-        return from_official(cls, path, config, backbone=backbone, **kwargs)
+def load(directory: Any, **kwargs: Any) -> SentenceLLM:
+    """Load a SentenceLLM saved with `SentenceLLM.save_pretrained` (``backbone=``, ``device=``);
+    see `graftlm.sllm.io.load`."""
+    return SentenceLLM.from_pretrained(directory, **kwargs)

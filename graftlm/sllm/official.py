@@ -20,13 +20,22 @@ from typing import Any
 
 import torch
 from torch import nn
+from transformers import AutoModelForCausalLM, PretrainedConfig
 
 from graftlm.plugins.adapter import BackboneAdapter
-from graftlm.vae.official import (check_official_keys, expected_official_shapes, official_state_dict,
-                                  read_official_checkpoint, vae_from_official_state)
+from graftlm.sllm.graft import graft_into
+from graftlm.sllm.leak import check_attention
+from graftlm.vae import SentenceVAE
+from graftlm.vae.official import (
+    check_official_keys,
+    expected_official_shapes,
+    official_state_dict,
+    read_official_checkpoint,
+    vae_from_official_state,
+)
 from graftlm.vae.official_config import official_config
 
-__all__ = ["OfficialOPTAdapter", "from_official", "strip_official_layout"]
+__all__ = ["OfficialMixin", "OfficialOPTAdapter", "from_official", "strip_official_layout"]
 
 
 class OfficialOPTAdapter(BackboneAdapter):
@@ -34,6 +43,7 @@ class OfficialOPTAdapter(BackboneAdapter):
 
     name = "opt-official"
     model_types = ("opt",)
+    verified_model_types = model_types  # checked against the authors' own outputs (tests/test_official_sllm.py)
 
     def strip(self, model: nn.Module) -> nn.Module:
         decoder = getattr(getattr(model, "model", model), "decoder", None)
@@ -50,8 +60,6 @@ class OfficialOPTAdapter(BackboneAdapter):
 
 
 def _backbone(backbone: Any) -> nn.Module:
-    from transformers import AutoModelForCausalLM, PretrainedConfig
-
     if isinstance(backbone, (str, Path)):
         backbone = AutoModelForCausalLM.from_pretrained(str(backbone), torch_dtype=torch.float32)
     elif isinstance(backbone, PretrainedConfig):
@@ -91,10 +99,6 @@ def from_official(cls: Any, path: str | Path, config: Any, *, backbone: Any, use
     from ``backbone_config`` or else the backbone's own config. ``use_ema``: as for
     `SentenceVAE.from_official`. Every check runs before ``backbone`` is modified.
     """
-    from graftlm.sllm.graft import graft
-    from graftlm.sllm.leak import check_attention
-    from graftlm.vae import SentenceVAE
-
     source = str(path)
     check_attention(attention)
     model = _backbone(backbone)
@@ -115,7 +119,7 @@ def from_official(cls: Any, path: str | Path, config: Any, *, backbone: Any, use
                         "size the checkpoint was trained on (layers, hidden_size, max_position_embeddings)")
     vae = vae_from_official_state(SentenceVAE, vae_state, vae_config, source)
     dtype = next(model.parameters()).dtype
-    sllm = graft(model, vae, adapter=adapter, attention=attention)
+    sllm = graft_into(cls, model, vae, adapter=adapter, attention=attention)
     missing, unexpected = sllm.body.load_state_dict({k: v.to(dtype) for k, v in body_state.items()}, strict=False)
     left = [k for k in missing if k == "embed_positions.weight" or k.startswith("layers.")]
     if left or unexpected:  # cannot happen once the file's keys were checked: a mapping bug
@@ -123,6 +127,16 @@ def from_official(cls: Any, path: str | Path, config: Any, *, backbone: Any, use
     sllm.termination_head.load_state_dict({k: v.to(dtype) for k, v in head_state.items()})
     sllm.backbone_info["official_checkpoint"] = source
     return sllm.eval()
+
+
+class OfficialMixin:
+    """`SentenceLLM.from_official` (`from_official` above)."""
+
+    @classmethod
+    def from_official(cls, path: Any, config: Any, *, backbone: Any, **kwargs: Any) -> Any:
+        """The authors' SentenceLLM ``.pth`` onto a transformers OPT ``backbone`` (never unpickled);
+        ``use_ema=``, ``attention=``, ``backbone_config=``: see `graftlm.sllm.official`."""
+        return from_official(cls, path, config, backbone=backbone, **kwargs)
 
 
 def strip_official_layout(sentence_mask: torch.Tensor, sentence_toks: torch.Tensor, tok_mask: torch.Tensor,

@@ -85,6 +85,16 @@ def collate_svae(examples: list[list[int]], pad_id: int) -> dict[str, torch.Tens
     return {"input_ids": ids, "attention_mask": mask}
 
 
+def length_buckets(rows: list[list[int]], batch_size: int, pad_id: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Padded (ids, mask) batches (`collate_svae`) of ``rows`` sorted by length, so little compute
+    goes to padding. Empty rows are rejected."""
+    if any(len(r) == 0 for r in rows):
+        raise ValueError("an empty token list cannot be encoded; drop empty segments first")
+    ordered = sorted(rows, key=len)
+    batches = (collate_svae(ordered[i: i + batch_size], pad_id) for i in range(0, len(ordered), batch_size))
+    return [(b["input_ids"], b["attention_mask"]) for b in batches]
+
+
 def collate_sllm(examples: list[list[list[int]]], pad_id: int) -> dict[str, torch.Tensor]:
     """→ ``input_ids`` (B, S, T) long, ``token_mask`` (B, S, T) bool, ``sentence_mask`` (B, S) bool,
     ``document_ends`` (B,) bool (False for a `Window` whose document continues after it)."""

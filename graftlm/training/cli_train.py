@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import sys
 
+import torch
+
+from graftlm.training.pipeline import train
+from graftlm.training.recipes import load_recipe, parse_overrides, smoke_config
+from graftlm.training.trainer import TrainingDiverged
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("recipe", help="a recipe name from recipes/ (e.g. svae-768-h1) or a YAML path")
+    parser.add_argument("recipe", help="a recipe name from graftlm/recipes/ (e.g. svae-768-h1) or a YAML path")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override one recipe key (repeatable), e.g. --set data_path=/data/wanjuan")
     parser.add_argument("--smoke", action="store_true",
@@ -20,12 +25,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch
-
-    from graftlm.training.pipeline import train
-    from graftlm.training.recipes import load_recipe, parse_overrides, smoke_config
-    from graftlm.training.trainer import TrainingDiverged
-
     if args.threads:
         torch.set_num_threads(args.threads)
     try:
@@ -33,7 +32,7 @@ def run(args: argparse.Namespace) -> int:
         if args.smoke:  # tiny sizes first, then the user's --set values win again
             cfg = smoke_config(cfg)
             cfg.output_dir = "runs/smoke-{name}"
-            cfg = dataclasses.replace(cfg, **parse_overrides(args.overrides)).validate()
+            cfg = cfg.replace(**parse_overrides(args.overrides))
         result = train(cfg, resume=args.resume)
     except TrainingDiverged as err:
         print(f"error: training diverged: {err}", file=sys.stderr)

@@ -31,6 +31,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
+from graftlm import text as packaged_text
+
 TEXT_SUFFIXES = {".txt", ".text", ".md"}
 JSONL_SUFFIXES = {".jsonl", ".json", ".ndjson"}
 PARQUET_SUFFIXES = {".parquet"}
@@ -247,11 +249,9 @@ def _count(docs: Iterator[str], stats: CorpusStats) -> Iterator[str]:
 
 
 def _packaged(name: str) -> Iterator[str]:
-    from graftlm import text
-
     if name not in ("pydoc", "kjv"):
         raise ValueError(f"unknown packaged corpus {name!r}: use packaged:pydoc or packaged:kjv")
-    yield from text.english_paragraphs(source=name)
+    yield from packaged_text.english_paragraphs(source=name)
 
 
 SNIFF_FILES = 256  # files whose start check_source decodes

@@ -25,15 +25,20 @@ from typing import Any
 
 import torch
 
+from graftlm.segmenter import split_paragraph
 from graftlm.sllm.model import termination_targets
 from graftlm.training.batching import batches_of, collate_sllm, collate_svae
+from graftlm.training.data import is_heldout, read_corpus
 
 
 @torch.no_grad()
 def evaluate_svae(model: torch.nn.Module, examples: list[list[int]], *, pad_id: int, batch_size: int = 64,
-                  generate: bool = True, tokenizer: Any = None, num_examples: int = 0) -> dict[str, Any]:
-    """Metrics over ``examples`` (token-id lists). With ``tokenizer`` and ``num_examples`` > 0
-    the result also has ``examples``: ``[{"input", "output", "exact"}]`` for a Table-2-like view."""
+                  generate: bool = True, tokenizer: Any = None, num_examples: int = 0,
+                  keep_generated: bool = False) -> dict[str, Any]:
+    """Metrics over ``examples`` (token-id lists): teacher-forced loss, PPL and token accuracy (over
+    tokens + eos), and with ``generate`` the share decoded back exactly (greedy). With ``tokenizer``
+    and ``num_examples`` > 0 the result also has ``examples``: ``[{"input", "output", "exact"}]`` for
+    a Table-2-like view; with ``keep_generated``, ``generated``: every decode, in input order."""
     if not examples:
         raise ValueError("no held-out examples to evaluate")
     device = next(model.parameters()).device
@@ -42,6 +47,7 @@ def evaluate_svae(model: torch.nn.Module, examples: list[list[int]], *, pad_id: 
     loss_sum = nll_sum = 0.0
     n_targets = n_correct = n_exact = 0
     shown: list[dict[str, Any]] = []
+    generated: list[list[int]] = []
     for batch in batches_of(examples, batch_size, collate_svae, pad_id):
         ids, mask = batch["input_ids"].to(device), batch["attention_mask"].to(device)
         out = model(input_ids=ids, attention_mask=mask)
@@ -55,7 +61,11 @@ def evaluate_svae(model: torch.nn.Module, examples: list[list[int]], *, pad_id: 
         targets[torch.arange(ids.shape[0], device=device), lengths] = model.config.eos_token_id
         n_correct += int(((out.logits.argmax(-1) == targets) & tm).sum())
         if generate:
-            gen = model.generate(out.sentence_vectors, max_new_tokens=int(lengths.max()) + 1)
+            cap = int(lengths.max()) + 1
+            if model.config.position == "sinusoidal":  # its table ends at max_tokens
+                cap = min(cap, model.config.max_tokens)
+            gen = model.generate(out.sentence_vectors, max_new_tokens=cap)
+            generated += gen if keep_generated else []
             for row, length, g in zip(ids.tolist(), lengths.tolist(), gen):
                 ok = list(g) == row[:length]
                 n_exact += ok
@@ -69,6 +79,8 @@ def evaluate_svae(model: torch.nn.Module, examples: list[list[int]], *, pad_id: 
         result["exact_match"] = n_exact / len(examples)
     if shown:
         result["examples"] = shown
+    if keep_generated:
+        result["generated"] = generated
     return result
 
 
@@ -105,9 +117,6 @@ def heldout_texts(source: Any, segmenter: Any, *, limit: int, max_sentences: int
                   text_field: str = "content", heldout_fraction: float = 0.01, seed: int = 0) -> list[str]:
     """Up to ``limit`` held-out texts for `graftlm.evaluate`: each held-out document cut into
     windows of at most ``max_sentences`` segments (joined back into text, nothing dropped)."""
-    from graftlm.segmenter import split_paragraph
-    from graftlm.training.data import is_heldout, read_corpus
-
     out: list[str] = []
     for doc in read_corpus(source, data_format=data_format, text_field=text_field):
         if not is_heldout(doc, heldout_fraction, seed):

@@ -14,6 +14,7 @@ import time
 import warnings
 from pathlib import Path
 from typing import Any
+from graftlm.atomic import write_text
 
 METRICS_FILE = "metrics.jsonl"
 
@@ -53,9 +54,7 @@ class MetricsWriter:
         if not self.enabled or not self.path.is_file():
             return
         kept = [r for r in read_metrics(self.path.parent) if r.get("step", 0) <= step]
-        tmp = self.path.with_suffix(".jsonl.tmp")
-        tmp.write_text("".join(json.dumps(r) + "\n" for r in kept))
-        os.replace(tmp, self.path)
+        write_text(self.path, "".join(json.dumps(r) + "\n" for r in kept))
 
     def close(self) -> None:
         if self._tb is not None:

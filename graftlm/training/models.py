@@ -11,8 +11,17 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+from peft import LoraConfig
+from transformers import AutoModelForCausalLM, AutoTokenizer, OPTConfig, OPTForCausalLM
 
+from graftlm.backbones import load_smollm2
+from graftlm.evaluation.speed import shared_copy
+from graftlm.hub import check_pretrained
+from graftlm.sllm import graft
+from graftlm.tokenization import ByteTokenizer
 from graftlm.training.recipes import TrainConfig
+from graftlm.vae import SentenceVAE, SentenceVAEConfig
+from graftlm.vae.warm_start import llama_decoder_fields
 
 
 @dataclass
@@ -28,39 +37,36 @@ class Built:
 
 def load_tokenizer(name: str) -> Any:
     if name == "byte":
-        from graftlm.tokenization import ByteTokenizer
-
         return ByteTokenizer()
     if name == "smollm2":
         return _smollm2()[1]
-    from transformers import AutoTokenizer
 
-    from graftlm.hub import check_pretrained
 
     check_pretrained(name, "tokenizer", key="tokenizer")
     return AutoTokenizer.from_pretrained(name)
 
 
 def _smollm2() -> tuple[torch.nn.Module, Any]:
-    from graftlm.backbones import load_smollm2
-
     return load_smollm2()
 
 
-def special_ids(tokenizer: Any) -> tuple[int, int, int]:
-    """(pad, bos, eos) with fallbacks: eos for a missing bos, eos for a missing pad."""
-    eos = getattr(tokenizer, "eos_token_id", None)
+def special_ids(tokenizer: Any, model_config: Any = None) -> tuple[int, int, int]:
+    """(pad, bos, eos) for a SentenceVAE: a backbone's ``model_config`` ids where it sets them, else
+    the tokenizer's, with fallbacks: eos for a missing bos, eos for a missing pad."""
+    def pick(name: str) -> Any:
+        value = getattr(model_config, name, None)
+        value = value if value is not None else getattr(tokenizer, name, None)
+        return value[0] if isinstance(value, (list, tuple)) else value
+
+    eos = pick("eos_token_id")
     if eos is None:
         raise ValueError(f"tokenizer {type(tokenizer).__name__} has no eos_token_id; pick another tokenizer")
-    bos = getattr(tokenizer, "bos_token_id", None)
-    pad = getattr(tokenizer, "pad_token_id", None)
-    return (eos if pad is None else pad), (eos if bos is None else bos), eos
+    bos, pad = pick("bos_token_id"), pick("pad_token_id")
+    return int(eos if pad is None else pad), int(eos if bos is None else bos), int(eos)
 
 
 def vae_config(cfg: TrainConfig, vocab_size: int, tokenizer: Any, *, hidden_size: int, num_heads: int,
                embed_dim: int | None = None, backbone_config: Any = None):
-    from graftlm.vae import SentenceVAEConfig
-
     pad, bos, eos = special_ids(tokenizer)
     common = dict(vocab_size=vocab_size, hidden_size=hidden_size, num_heads=num_heads, num_layers=cfg.num_layers,
                   pad_token_id=pad, bos_token_id=bos, eos_token_id=eos, max_tokens=cfg.max_tokens)
@@ -73,8 +79,6 @@ def vae_config(cfg: TrainConfig, vocab_size: int, tokenizer: Any, *, hidden_size
     common.update(encoder=cfg.vae_encoder, positional_dim=cfg.positional_dim, conditioning=cfg.vae_conditioning,
                   memory_slots=cfg.memory_slots)
     if cfg.decoder_from_backbone:
-        from graftlm.vae.warm_start import llama_decoder_fields
-
         common.update(llama_decoder_fields(backbone_config, cfg.decoder_from_backbone))
     if "embed_dim" in common:
         common["tie_word_embeddings"] = False
@@ -95,7 +99,6 @@ def segmenter_options(cfg: TrainConfig) -> dict[str, Any]:
 def _lora(cfg: TrainConfig) -> Any:
     if cfg.lora_rank is None:
         return None
-    from peft import LoraConfig
 
     targets = [t.strip() for t in cfg.lora_targets.split(",") if t.strip()]
     return LoraConfig(r=cfg.lora_rank, lora_alpha=2 * cfg.lora_rank, target_modules=targets, lora_dropout=0.0)
@@ -107,8 +110,6 @@ def _segment_budget(vae: Any, cfg: TrainConfig) -> int:
 
 
 def build_svae(cfg: TrainConfig) -> Built:
-    from graftlm.vae import SentenceVAE
-
     tokenizer = load_tokenizer(cfg.tokenizer)
     if cfg.vae_path:
         vae = SentenceVAE.from_pretrained(cfg.vae_path)
@@ -135,8 +136,6 @@ def build_svae(cfg: TrainConfig) -> Built:
 
 def tiny_opt(vocab_size: int, hidden_size: int, num_heads: int, tokenizer: Any, seed: int) -> torch.nn.Module:
     """A random 2-layer OPT (the smoke backbone); same weights for the same seed."""
-    from transformers import OPTConfig, OPTForCausalLM
-
     pad, bos, eos = special_ids(tokenizer)
     config = OPTConfig(vocab_size=vocab_size, hidden_size=hidden_size, num_hidden_layers=2, ffn_dim=2 * hidden_size,
                        num_attention_heads=num_heads, max_position_embeddings=256, word_embed_proj_dim=hidden_size,
@@ -147,9 +146,6 @@ def tiny_opt(vocab_size: int, hidden_size: int, num_heads: int, tokenizer: Any, 
 
 
 def build_sllm(cfg: TrainConfig) -> Built:
-    from graftlm.sllm import graft
-    from graftlm.vae import SentenceVAE
-
     if cfg.backbone == "tiny-opt":
         tokenizer = load_tokenizer(cfg.tokenizer)
 
@@ -161,9 +157,6 @@ def build_sllm(cfg: TrainConfig) -> Built:
         def factory() -> torch.nn.Module:
             return _smollm2()[0]
     else:
-        from transformers import AutoModelForCausalLM, AutoTokenizer
-
-        from graftlm.hub import check_pretrained
 
         check_pretrained(cfg.backbone, "backbone", key="backbone")
         tokenizer = AutoTokenizer.from_pretrained(cfg.backbone)
@@ -188,7 +181,6 @@ def build_sllm(cfg: TrainConfig) -> Built:
     vae.use_sampled_head(cfg.head_negatives if cfg.train_head == "sampled" else None)
     teacher = None
     if cfg.distill_weight > 0:  # a weight-sharing copy taken before grafting strips the original
-        from graftlm.evaluation.speed import shared_copy
 
         fixed = (cfg.lora_rank is not None or cfg.freeze == "backbone") and not cfg.train_layers
         if not fixed:

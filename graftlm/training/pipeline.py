@@ -15,13 +15,26 @@ from typing import Any, Callable, Iterable
 
 import torch
 
+from graftlm.evaluation import evaluate as evaluate_same_bytes
+from graftlm.training.batching import (
+    ExampleStream,
+    TrainBatches,
+    heldout_examples,
+    train_loader,
+)
 from graftlm.training.budget import TimeBudget
-from graftlm.training.batching import ExampleStream, TrainBatches, heldout_examples, train_loader
 from graftlm.training.data import CorpusPath, check_source
-from graftlm.training.evaluate import evaluate_sllm, evaluate_svae, heldout_texts, reconstruction_table
-from graftlm.training.models import Built, build
+from graftlm.training.evaluate import (
+    evaluate_sllm,
+    evaluate_svae,
+    heldout_texts,
+    reconstruction_table,
+)
+from graftlm.training.models import Built, build, segmenter_options
 from graftlm.training.recipes import TrainConfig
 from graftlm.training.trainer import Trainer, TrainResult
+from graftlm.atomic import write_text
+from graftlm.model_card import card_for
 
 
 def corpus_source(cfg: TrainConfig) -> Any:
@@ -32,8 +45,6 @@ def corpus_source(cfg: TrainConfig) -> Any:
 
 
 def example_stream(cfg: TrainConfig, built: Built) -> ExampleStream:
-    from graftlm.training.models import segmenter_options
-
     return ExampleStream(built.kind, built.tokenizer, max_tokens=built.segment_tokens, max_sentences=cfg.max_sentences,
                          segmenter_options=segmenter_options(cfg))
 
@@ -67,8 +78,6 @@ def evaluate(cfg: TrainConfig, built: Built, model: torch.nn.Module, examples: l
                              tokenizer=built.tokenizer if full else None, num_examples=num_examples if full else 0)
     result: dict[str, Any] = evaluate_sllm(model, examples, pad_id=built.pad_id, batch_size=eval_batch)
     if baseline and built.backbone_factory is not None:
-        from graftlm.evaluation import evaluate as evaluate_same_bytes
-
         backbone = built.backbone_factory().to(next(model.parameters()).device)
         segmenter = model.segmenter(built.tokenizer)
         texts = heldout_texts(corpus_source(cfg), segmenter, limit=cfg.eval_size, max_sentences=cfg.max_sentences,
@@ -83,12 +92,12 @@ def evaluate(cfg: TrainConfig, built: Built, model: torch.nn.Module, examples: l
 
 
 def write_eval(run_dir: Path, result: dict[str, Any]) -> None:
-    (run_dir / "eval.json").write_text(json.dumps(result, indent=1))
+    write_text(run_dir / "eval.json", json.dumps(result, indent=1))
     lines = [f"# Evaluation of {run_dir}", ""]
     lines += [f"- {k}: {v:.4f}" if isinstance(v, float) else f"- {k}: {v}" for k, v in result.items() if k != "examples"]
     if result.get("examples"):
         lines += ["", reconstruction_table(result["examples"])]
-    (run_dir / "eval.md").write_text("\n".join(lines) + "\n")
+    write_text(run_dir / "eval.md", "\n".join(lines) + "\n")
 
 
 def export(built: Built) -> Callable[[torch.nn.Module, Path], None]:
@@ -135,4 +144,10 @@ def train(cfg: TrainConfig, *, resume: bool = False, callbacks: Iterable[Any] = 
                                                         {k: v for k, v in final.items() if k != "examples"})
         write_eval(trainer.run_dir, final)
         result.eval = final
+        folder = trainer.run_dir / "final"
+        if (folder / "README.md").is_file():  # the exported model's card, now with the held-out figures
+            figures = {k: v for k, v in final.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+            write_text(folder / "README.md", card_for(built.model, {
+                "data": f"`{cfg.data_path}` ({cfg.data_format}), {result.step} steps of recipe `{cfg.name}`",
+                "evaluation": figures}))
     return result

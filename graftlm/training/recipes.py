@@ -1,4 +1,5 @@
-"""Training recipes: one flat YAML file per run, validated against :class:`TrainConfig`.
+"""Training recipes: one flat YAML file per run, validated against :class:`TrainConfig` (a pydantic
+dataclass: `graftlm.validation` says why).
 
 No ``__base__`` includes: every recipe states all it changes from the defaults below, so a recipe
 can be read on its own. ``graftlm train RECIPE --set key=value`` overrides single fields (values
@@ -10,91 +11,140 @@ from __future__ import annotations
 
 import codecs
 import dataclasses
-import difflib
-import math
 import os
-from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import yaml
+from pydantic import ConfigDict, Field, StrictBool, ValidationError, model_validator
+from pydantic.dataclasses import dataclass
+
+from graftlm.suggest import did_you_mean
+from graftlm.validation import readable_error
 
 
-@dataclass
+PositiveInt = Annotated[int, Field(ge=1)]
+Count = Annotated[int, Field(ge=0)]
+Number = Annotated[float, Field(allow_inf_nan=False)]
+NonNegative = Annotated[float, Field(ge=0.0, allow_inf_nan=False)]
+Positive = Annotated[float, Field(gt=0.0, allow_inf_nan=False)]
+
+# advice appended to a range error of these keys
+HINTS = {
+    "max_grad_norm": "gradients are clipped to this norm; 1.0 is the usual value (a value <= 0 would turn clipping "
+                     "into no learning or gradient ascent)",
+    "lr": "a learning rate", "base_lr": "a learning rate",
+    "ema_momentum": "or null (no EMA)", "lora_rank": "or null (no LoRA)",
+}
+
+
+@dataclass(config=ConfigDict(extra="forbid"))
 class TrainConfig:
+    """One training run. Types and ranges are declared on the fields (pydantic validates them when
+    the config is built; ints written as 3.0 and floats YAML reads as strings, such as 1e-7, are
+    accepted); `from_dict` / `load_recipe` turn a problem into a ValueError naming the key."""
+
     # what to train
     name: str = "run"
-    model: str = "svae"  # "svae" | "sllm"
+    model: Literal["svae", "sllm"] = "svae"
     # data (see graftlm.training.data.read_corpus)
     data_path: str | None = None  # file, folder, HF dataset dir, or "packaged:pydoc" / "packaged:kjv"
-    data_format: str = "auto"  # auto | text | jsonl | parquet | hf
+    data_format: Literal["auto", "text", "jsonl", "parquet", "hf"] = "auto"
     text_field: str = "content"  # JSON-lines / parquet / HF column holding the text (WanJuan: content)
     encoding: str | None = None  # text / JSON-lines files: None = strict UTF-8 (a file that is not is an error)
-    heldout_fraction: float = 0.01  # documents hashed into the held-out split
-    eval_size: int = 1000  # held-out segments (SVAE) or paragraphs (SLLM) evaluated
-    max_tokens: int = 64  # tokens per segment (segmenter budget)
-    max_sentences: int = 64  # segments per paragraph window (SLLM)
-    num_workers: int = 0
-    prefetch_factor: int = 2
-    shuffle_buffer: int = 1000  # documents
-    bucket_pool: int = 64  # SVAE: batches' worth of segments sorted by length together
+    heldout_fraction: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.01  # documents hashed into the held-out split
+    eval_size: PositiveInt = 1000  # held-out segments (SVAE) or paragraphs (SLLM) evaluated
+    max_tokens: PositiveInt = 64  # tokens per segment (segmenter budget)
+    max_sentences: PositiveInt = 64  # segments per paragraph window (SLLM)
+    num_workers: Count = 0
+    prefetch_factor: PositiveInt = 2
+    shuffle_buffer: PositiveInt = 1000  # documents
+    bucket_pool: PositiveInt = 64  # SVAE: batches' worth of segments sorted by length together
     # tokenizer / model
     tokenizer: str = "byte"  # "byte" (ByteTokenizer) | "smollm2" | an HF tokenizer name or path
-    hidden_size: int = 768
-    num_heads: int = 12
-    num_layers: int = 1
-    vae_preset: str = "official"  # official (paper architecture) | modern (SentenceVAEConfig defaults)
-    dropout: float = 0.1
+    hidden_size: PositiveInt = 768
+    num_heads: PositiveInt = 12
+    num_layers: PositiveInt = 1
+    vae_preset: Literal["official", "modern"] = "official"  # official (paper architecture) | modern
+    dropout: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.1
     vae_path: str | None = None  # start from a saved SentenceVAE (save_pretrained folder)
-    init_embeddings: bool = True  # SVAE embeddings from the backbone's (when there is one)
+    init_embeddings: StrictBool = True  # SVAE embeddings from the backbone's (when there is one)
     backbone: str | None = None  # "smollm2" | HF name/path (facebook/opt-125m ...)
-    freeze: str = "none"  # none | vae | backbone
-    train_layers: int | None = None  # keep only the first and last k backbone layers trainable
-    termination_gamma: float = 2.0
-    attention: str = "causal"  # causal | bidirectional (the authors' leak, research only: graftlm.sllm.leak)
-    segment_rule: str = "semantic"  # semantic | paper (RegexSegmenter rule)
-    min_tokens: int | None = None  # merge clauses shorter than this many tokens (None: no merging)
-    vae_loss: str | None = None  # focal | ce (None: the preset's, focal)
-    vae_encoder: str = "transformer"  # transformer | positional (order-preserving; modern preset only)
-    positional_dim: int = 64  # positional encoder: per-position projection width
-    vae_conditioning: str = "cross"  # cross | prefix (memory_slots decoder positions ahead of bos; modern only)
-    memory_slots: int = 1  # prefix conditioning: slots per sentence vector
-    warm_start: bool = False  # SVAE: the first vector = normed mean of the (backbone's) embeddings
-    decoder_from_backbone: int | None = None  # SVAE: Llama decoder = the backbone's last k layers + norm + head
-    train_head: str = "full"  # full | sampled (training only; every reported figure uses the full softmax)
-    head_negatives: int = 4096  # sampled head: ids drawn from the whole vocabulary per batch
-    freeze_embeddings: bool = False  # the VAE's token embeddings (from the backbone's) stay frozen
-    lora_rank: int | None = None  # SLLM: LoRA of this rank on the backbone body (its other weights freeze)
+    freeze: Literal["none", "vae", "backbone"] = "none"
+    train_layers: Count | None = None  # keep only the first and last k backbone layers trainable
+    termination_gamma: NonNegative = 2.0
+    attention: Literal["causal", "bidirectional"] = "causal"  # bidirectional: the authors' leak (research only)
+    segment_rule: Literal["semantic", "paper"] = "semantic"  # RegexSegmenter rule
+    min_tokens: PositiveInt | None = None  # merge clauses shorter than this many tokens (None: no merging)
+    vae_loss: Literal["focal", "ce"] | None = None  # None: the preset's, focal
+    freeze_embeddings: StrictBool = False  # the VAE's token embeddings (from the backbone's) stay frozen
+    # issue 19's levers (SentenceVAEConfig fields of the same meaning; modern preset only)
+    vae_encoder: Literal["transformer", "positional"] = "transformer"  # positional: order-preserving
+    positional_dim: PositiveInt = 64  # positional encoder: per-position projection width
+    vae_conditioning: Literal["cross", "prefix"] = "cross"  # prefix: memory_slots positions ahead of bos
+    memory_slots: PositiveInt = 1  # prefix conditioning: slots per sentence vector
+    warm_start: StrictBool = False  # SVAE: the first vector = normed mean of the (backbone's) embeddings
+    decoder_from_backbone: PositiveInt | None = None  # SVAE: Llama decoder = the backbone's last k layers + norm + head
+    train_head: Literal["full", "sampled"] = "full"  # sampled: training only; every reported figure is full softmax
+    head_negatives: PositiveInt = 4096  # sampled head: ids drawn from the whole vocabulary per batch
+    lora_rank: PositiveInt | None = None  # SLLM: LoRA of this rank on the backbone body (its other weights freeze)
     lora_targets: str = "q_proj,k_proj,v_proj,o_proj"  # comma-separated module names for LoRA
-    distill_weight: float = 0.0  # SLLM: weight of KL(backbone teacher || sentence decoder) per token
-    distill_topk: int = 32  # teacher tokens kept per position for the KL
+    distill_weight: NonNegative = 0.0  # SLLM: weight of KL(backbone teacher || sentence decoder) per token
+    distill_topk: PositiveInt = 32  # teacher tokens kept per position for the KL
     # optimisation
-    batch_size: int = 128  # per process: segments (SVAE) or paragraph windows (SLLM)
-    gradient_accumulation_steps: int = 1
-    base_lr: float | None = 1e-7  # paper: lr = batch_size × base_lr
-    lr: float | None = None  # absolute peak lr; overrides base_lr when set
-    weight_decay: float = 0.01
-    max_grad_norm: float = 1.0
-    warmup_steps: int = 5000
-    warmup_start_factor: float = 1e-3
-    cosine_steps: int = 20000
-    min_lr_ratio: float = 0.0  # lr held at min_lr_ratio × lr after the cosine period
-    max_steps: int = 300000
-    max_minutes: float | None = None  # training-time budget: steps (and the cosine) re-planned to fit it
-    ema_momentum: float | None = 2e-4  # null disables EMA
-    mixed_precision: str = "no"  # no | fp16 | bf16
+    batch_size: PositiveInt = 128  # per process: segments (SVAE) or paragraph windows (SLLM)
+    gradient_accumulation_steps: PositiveInt = 1
+    base_lr: Positive | None = 1e-7  # paper: lr = batch_size × base_lr
+    lr: Positive | None = None  # absolute peak lr; overrides base_lr when set
+    weight_decay: NonNegative = 0.01
+    max_grad_norm: Positive = 1.0
+    warmup_steps: Count = 5000
+    warmup_start_factor: Annotated[float, Field(gt=0.0, le=1.0)] = 1e-3
+    cosine_steps: Count = 20000
+    min_lr_ratio: Annotated[float, Field(ge=0.0, le=1.0)] = 0.0  # lr held at min_lr_ratio × lr after the cosine
+    max_steps: PositiveInt = 300000
+    max_minutes: Positive | None = None  # training-time budget: steps (and the cosine) re-planned to fit it
+    ema_momentum: Annotated[float, Field(gt=0.0, lt=1.0)] | None = 2e-4  # null disables EMA
+    mixed_precision: Literal["no", "fp16", "bf16"] = "no"
     seed: int = 0
     # bookkeeping
     output_dir: str = "runs/{name}"
-    save_every: int = 5000
-    keep_last: int = 2
-    log_every: int = 10
-    eval_every: int = 5000
-    eval_batches: int = 8  # batches of held-out data at each periodic eval (the final eval uses eval_size)
-    tensorboard: bool = False
+    save_every: PositiveInt = 5000
+    keep_last: Count = 2
+    log_every: PositiveInt = 10
+    eval_every: PositiveInt = 5000
+    eval_batches: PositiveInt = 8  # batches of held-out data at each periodic eval (the final eval uses eval_size)
+    tensorboard: StrictBool = False
     # smoke overrides (--smoke): tiny model, few steps, packaged text
-    smoke: bool = False
+    smoke: StrictBool = False
+
+    @model_validator(mode="after")
+    def _relations(self) -> "TrainConfig":
+        if self.min_tokens is not None and self.min_tokens > self.max_tokens:
+            raise ValueError(f"recipe key 'min_tokens' must be between 1 and max_tokens={self.max_tokens} or null, "
+                             f"got {self.min_tokens}")
+        if self.encoding is not None:
+            try:
+                codecs.lookup(self.encoding)
+            except LookupError:
+                raise ValueError(f"recipe key 'encoding' is {self.encoding!r}, which Python does not know; "
+                                 "use e.g. utf-8, latin-1, cp1252 (or null for strict UTF-8)") from None
+        if self.model == "sllm" and not self.backbone:
+            raise ValueError("an sllm recipe needs `backbone` (e.g. facebook/opt-125m or smollm2)")
+        if self.vae_preset == "official" and (self.vae_encoder != "transformer" or self.vae_conditioning != "cross"):
+            raise ValueError("recipe keys 'vae_encoder'/'vae_conditioning' other than transformer/cross need "
+                             "vae_preset: modern (the official preset is the authors' architecture)")
+        if self.decoder_from_backbone is not None and (
+                self.vae_preset != "modern" or self.vae_conditioning != "prefix" or self.model != "svae"
+                or self.backbone != "smollm2" or not self.init_embeddings):
+            raise ValueError("recipe key 'decoder_from_backbone' is a SentenceVAE warm start: it needs model: svae, "
+                             "backbone: smollm2, init_embeddings: true, vae_preset: modern and vae_conditioning: prefix")
+        if self.train_head == "sampled" and self.distill_weight > 0:
+            raise ValueError("recipe key 'train_head: sampled' cannot be combined with distill_weight > 0 "
+                             "(distillation needs the full logits)")
+        self.peak_lr()
+        return self
 
     def peak_lr(self) -> float:
         """``lr`` if set, else ``batch_size × base_lr`` (per-process batch, like the authors' configs)."""
@@ -110,130 +160,22 @@ class TrainConfig:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "TrainConfig":
+        """A validated config; ValueError naming the first bad key (and close matches of an unknown one)."""
+        try:
+            return cls(**data)
+        except ValidationError as err:
+            raise readable_error(err, lambda key: f"recipe key {key!r}", unknown="recipe key", known=FIELDS,
+                                 hints=HINTS) from None
+
+    def replace(self, **changes: Any) -> "TrainConfig":
+        """A validated copy with ``changes`` applied."""
+        return self.from_dict({**self.to_dict(), **changes})
+
     def validate(self) -> "TrainConfig":
-        """Check every key's type and range (coercing ints written as 3.0 and floats written as
-        "1e-7", which YAML reads as a string); ValueError naming the key otherwise."""
-        for f in dataclasses.fields(self):
-            setattr(self, f.name, _typed(f.name, getattr(self, f.name), str(f.type)))
-        _choice("model", self.model, ("svae", "sllm"))
-        _choice("data_format", self.data_format, ("auto", "text", "jsonl", "parquet", "hf"))
-        _choice("mixed_precision", self.mixed_precision, ("no", "fp16", "bf16"))
-        _choice("freeze", self.freeze, ("none", "vae", "backbone"))
-        _choice("vae_preset", self.vae_preset, ("official", "modern"))
-        _choice("attention", self.attention, ("causal", "bidirectional"))
-        _choice("segment_rule", self.segment_rule, ("semantic", "paper"))
-        _choice("vae_encoder", self.vae_encoder, ("transformer", "positional"))
-        _choice("vae_conditioning", self.vae_conditioning, ("cross", "prefix"))
-        _choice("train_head", self.train_head, ("full", "sampled"))
-        if self.vae_preset == "official" and (self.vae_encoder != "transformer" or self.vae_conditioning != "cross"):
-            raise ValueError("recipe keys 'vae_encoder'/'vae_conditioning' other than transformer/cross need "
-                             "vae_preset: modern (the official preset is the authors' architecture)")
-        if self.decoder_from_backbone is not None and (self.decoder_from_backbone < 1 or self.vae_preset != "modern"
-                                                       or self.vae_conditioning != "prefix" or self.model != "svae"
-                                                       or self.backbone != "smollm2" or not self.init_embeddings):
-            raise ValueError("recipe key 'decoder_from_backbone' (k >= 1) is a SentenceVAE warm start: it needs "
-                             "model: svae, backbone: smollm2, init_embeddings: true, vae_preset: modern and "
-                             "vae_conditioning: prefix")
-        if self.max_minutes is not None:
-            _positive("max_minutes", self.max_minutes, "the training-time budget in minutes (null: no budget)")
-        if self.train_head == "sampled" and self.distill_weight > 0:
-            raise ValueError("recipe key 'train_head: sampled' cannot be combined with distill_weight > 0 "
-                             "(distillation needs the full logits)")
-        if self.vae_loss is not None:
-            _choice("vae_loss", self.vae_loss, ("focal", "ce"))
-        if self.min_tokens is not None and not 1 <= self.min_tokens <= self.max_tokens:
-            raise ValueError(f"recipe key 'min_tokens' must be between 1 and max_tokens={self.max_tokens} or null, "
-                             f"got {self.min_tokens}")
-        if self.lora_rank is not None and self.lora_rank < 1:
-            raise ValueError(f"recipe key 'lora_rank' must be >= 1 or null (no LoRA), got {self.lora_rank}")
-        if self.distill_weight < 0 or self.distill_topk < 1:
-            raise ValueError(f"recipe keys 'distill_weight' (>= 0) / 'distill_topk' (>= 1) out of range: "
-                             f"{self.distill_weight}, {self.distill_topk}")
-        for k in ("batch_size", "gradient_accumulation_steps", "max_steps", "max_tokens", "max_sentences",
-                  "save_every", "log_every", "eval_every", "eval_size", "eval_batches", "bucket_pool",
-                  "shuffle_buffer", "prefetch_factor", "positional_dim", "memory_slots", "head_negatives"):
-            if int(getattr(self, k)) < 1:
-                raise ValueError(f"recipe key {k!r} must be >= 1, got {getattr(self, k)}")
-        for k in ("warmup_steps", "num_workers", "keep_last"):
-            if getattr(self, k) < 0:
-                raise ValueError(f"recipe key {k!r} must be >= 0, got {getattr(self, k)}")
-        if self.train_layers is not None and self.train_layers < 0:
-            raise ValueError(f"recipe key 'train_layers' must be >= 0 or null, got {self.train_layers}")
-        if not 0.0 <= self.heldout_fraction < 1.0:
-            raise ValueError(f"recipe key 'heldout_fraction' must be in [0, 1), got {self.heldout_fraction}")
-        _positive("max_grad_norm", self.max_grad_norm, "gradients are clipped to this norm; 1.0 is the usual value "
-                  "(a value <= 0 would turn clipping into no learning or gradient ascent)")
-        for k in ("lr", "base_lr"):
-            if getattr(self, k) is not None:
-                _positive(k, getattr(self, k), "a learning rate")
-        if not 0.0 < self.warmup_start_factor <= 1.0:
-            raise ValueError(f"recipe key 'warmup_start_factor' must be in (0, 1], got {self.warmup_start_factor}")
-        if not 0.0 <= self.min_lr_ratio <= 1.0:
-            raise ValueError(f"recipe key 'min_lr_ratio' must be in [0, 1], got {self.min_lr_ratio}")
-        if self.ema_momentum is not None and not 0.0 < self.ema_momentum < 1.0:
-            raise ValueError(f"recipe key 'ema_momentum' must be in (0, 1) or null (no EMA), got {self.ema_momentum}")
-        for k in ("weight_decay", "termination_gamma"):
-            if getattr(self, k) < 0:
-                raise ValueError(f"recipe key {k!r} must be >= 0, got {getattr(self, k)}")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"recipe key 'dropout' must be in [0, 1), got {self.dropout}")
-        if self.encoding is not None:
-            try:
-                codecs.lookup(self.encoding)
-            except LookupError:
-                raise ValueError(f"recipe key 'encoding' is {self.encoding!r}, which Python does not know; "
-                                 "use e.g. utf-8, latin-1, cp1252 (or null for strict UTF-8)") from None
-        if self.model == "sllm" and not self.backbone:
-            raise ValueError("an sllm recipe needs `backbone` (e.g. facebook/opt-125m or smollm2)")
-        self.peak_lr()
-        return self
-
-
-def _typed(key: str, value: Any, annotation: str) -> Any:
-    """``value`` as the type ``annotation`` names ("int", "float | None", ...), or ValueError naming ``key``."""
-    kinds = [a.strip() for a in annotation.split("|")]
-    if value is None:
-        if "None" in kinds:
-            return None
-        raise ValueError(f"recipe key {key!r} must be set (got null); its type is {annotation}")
-    kind = kinds[0]
-    if kind == "bool":
-        if isinstance(value, bool):
-            return value
-        raise ValueError(f"recipe key {key!r} must be true or false, got {value!r}")
-    if kind == "str":
-        if isinstance(value, str):
-            return value
-        raise ValueError(f"recipe key {key!r} must be a string, got {value!r} ({type(value).__name__}); quote it")
-    if kind == "int":
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-        if isinstance(value, float) and value.is_integer():
-            return int(value)
-        raise ValueError(f"recipe key {key!r} must be an integer, got {value!r}")
-    if kind == "float":
-        number = value
-        if isinstance(value, str):  # YAML 1.1 reads 1e-7 (no dot) as a string
-            try:
-                number = float(value)
-            except ValueError:
-                number = None
-        if isinstance(number, bool) or not isinstance(number, (int, float)):
-            raise ValueError(f"recipe key {key!r} must be a number, got {value!r}")
-        if not math.isfinite(number):
-            raise ValueError(f"recipe key {key!r} must be a finite number, got {value!r}")
-        return float(number)
-    return value
-
-
-def _positive(key: str, value: float, what: str) -> None:
-    if not value > 0:
-        raise ValueError(f"recipe key {key!r} must be > 0, got {value}: {what}")
-
-
-def _choice(key: str, value: Any, options: tuple[str, ...]) -> None:
-    if value not in options:
-        raise ValueError(f"recipe key {key!r} is {value!r}; expected one of {', '.join(options)}")
+        """Check the current values again (after fields were assigned); returns a validated copy."""
+        return self.from_dict(self.to_dict())
 
 
 FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}
@@ -243,10 +185,7 @@ def check_keys(keys: Any, source: str) -> None:
     """Raise ValueError for the first unknown key, naming close matches."""
     for key in keys:
         if key not in FIELDS:
-            close = difflib.get_close_matches(str(key), FIELDS, n=3, cutoff=0.6)
-            hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else \
-                f"; valid keys: {', '.join(sorted(FIELDS))}"
-            raise ValueError(f"unknown recipe key {key!r} in {source}{hint}")
+            raise ValueError(f"unknown recipe key {key!r} in {source}; {did_you_mean(key, sorted(FIELDS), listing='valid keys')}")
 
 
 def parse_overrides(pairs: list[str] | None) -> dict[str, Any]:
@@ -265,14 +204,9 @@ def parse_overrides(pairs: list[str] | None) -> dict[str, Any]:
 
 
 def builtin_recipes() -> dict[str, Path]:
-    """Recipe name → path for the recipes shipped in ``recipes/`` (repo) and ``graftlm/recipes``."""
-    found: dict[str, Path] = {}
-    repo = Path(__file__).resolve().parents[2] / "recipes"
+    """Recipe name → path for the recipes shipped in the package (``graftlm/recipes``)."""
     packaged = Path(str(resources.files("graftlm"))) / "recipes"
-    for folder in (packaged, repo):
-        if folder.is_dir():
-            found.update({p.stem: p for p in sorted(folder.glob("*.yaml"))})
-    return found
+    return {p.stem: p for p in sorted(packaged.glob("*.yaml"))}
 
 
 def resolve_recipe(name_or_path: str) -> Path:
@@ -284,13 +218,12 @@ def resolve_recipe(name_or_path: str) -> Path:
     known = builtin_recipes()
     if name_or_path in known:
         return known[name_or_path]
-    close = difflib.get_close_matches(name_or_path, known, n=3, cutoff=0.5)
-    hint = f"did you mean {', '.join(close)}?" if close else f"known recipes: {', '.join(known) or 'none'}"
+    hint = did_you_mean(name_or_path, known, listing="known recipes", cutoff=0.5)
     raise ValueError(f"no recipe named {name_or_path!r}: {hint}")
 
 
 def load_recipe(name_or_path: str | os.PathLike, overrides: dict[str, Any] | list[str] | None = None) -> TrainConfig:
-    """Read a recipe (a name from ``recipes/`` or a YAML path), apply overrides, validate."""
+    """Read a recipe (a name from ``graftlm/recipes/`` or a YAML path), apply overrides, validate."""
     path = resolve_recipe(str(name_or_path))
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
@@ -307,7 +240,7 @@ def load_recipe(name_or_path: str | os.PathLike, overrides: dict[str, Any] | lis
     data.update(overrides)
     check_keys(data, "overrides")
     try:
-        return TrainConfig(**data).validate()
+        return TrainConfig.from_dict(data)
     except ValueError as err:
         key = next((k for k in data if f"{k!r}" in str(err)), None)
         where = "--set" if key in overrides else str(path)
@@ -325,8 +258,8 @@ def _yaml_problem(err: Exception) -> str:
 
 def smoke_config(cfg: TrainConfig) -> TrainConfig:
     """Tiny, fast variant of a recipe: same model kind and layer count, packaged text, 3 steps."""
-    return dataclasses.replace(
-        cfg, smoke=True, hidden_size=32, num_heads=2, batch_size=4, gradient_accumulation_steps=1,
+    return cfg.replace(
+        smoke=True, hidden_size=32, num_heads=2, batch_size=4, gradient_accumulation_steps=1,
         tokenizer="byte", backbone=("tiny-opt" if cfg.model == "sllm" else None), vae_path=None,
         data_path=cfg.data_path if str(cfg.data_path or "").startswith("packaged:") else "packaged:pydoc",
         data_format="auto", max_tokens=32, max_sentences=8, max_steps=3, warmup_steps=1, cosine_steps=2,
@@ -335,4 +268,4 @@ def smoke_config(cfg: TrainConfig) -> TrainConfig:
         # put no document aside at all, which the smoke run would then refuse
         heldout_fraction=max(cfg.heldout_fraction, 0.05),
         num_workers=0, shuffle_buffer=16, bucket_pool=2, mixed_precision="no", tensorboard=False,
-    ).validate()
+    )

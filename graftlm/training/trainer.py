@@ -3,8 +3,9 @@
 The model is any ``nn.Module`` whose ``forward(**batch)`` returns an object with ``.loss`` (a
 scalar mean over the micro-batch's target tokens) and optionally ``.decoder_loss`` /
 ``.termination_loss`` (logged). Distribution, mixed precision and gradient accumulation come from
-``accelerate`` (DDP over GPUs and nodes; FSDP/DeepSpeed configs are accepted by accelerate, but
-the checkpoints here gather full state dicts, so they are only tested with DDP).
+``accelerate`` (DDP, FSDP, DeepSpeed: whatever the accelerate config / launcher says); checkpoints
+go through accelerate's ``save_state`` / ``load_state`` (`graftlm.training.checkpointing`), so every
+one of them checkpoints and resumes (tested: DDP and FSDP on CPU).
 
 Per optimizer step: ``gradient_accumulation_steps`` micro-batches, grad-norm clip, AdamW step,
 lr schedule step (`graftlm.training.schedule`), EMA update (`graftlm.training.ema`).
@@ -25,8 +26,11 @@ from typing import Any, Callable, Iterable
 
 import torch
 import yaml
+from accelerate import Accelerator
+from accelerate.utils import DistributedType, set_seed
 from tqdm.auto import tqdm
 
+from graftlm.atomic import write_text
 from graftlm.training import checkpointing as ckpt
 from graftlm.training.ema import EMA
 from graftlm.training.metrics import MetricsWriter
@@ -92,8 +96,6 @@ class Trainer:
                  export: Callable[[torch.nn.Module, Path], None] | None = None,
                  callbacks: Iterable[Callable[["Trainer", int], None]] = (), accelerator: Any = None,
                  run_dir: str | Path | None = None) -> None:
-        from accelerate import Accelerator
-
         self.cfg = cfg
         self.run_dir = Path(run_dir) if run_dir is not None else cfg.run_dir()
         self.accelerator = accelerator or Accelerator(
@@ -108,7 +110,11 @@ class Trainer:
                                          start_factor=cfg.warmup_start_factor, min_lr_ratio=cfg.min_lr_ratio)
         # The scheduler is not prepared: accelerate would step it once per process.
         self.model, self.optimizer = acc.prepare(model, optimizer)
+        acc.register_for_checkpointing(self.scheduler)
         self.raw_model = acc.unwrap_model(self.model)
+        if cfg.ema_momentum and self._sharded():
+            raise ValueError("EMA averages full weights, which FSDP / DeepSpeed split across processes: set "
+                             "ema_momentum: null for a sharded run")
         self.ema = EMA(self.raw_model, cfg.ema_momentum) if cfg.ema_momentum else None
         self.step = 0
         self.batches_done = 0  # global batches consumed: the data position
@@ -119,8 +125,13 @@ class Trainer:
 
     # -- checkpoints ------------------------------------------------------------------------------
 
+    def _sharded(self) -> bool:
+        """FSDP / DeepSpeed: parameters are split across processes; weights must be gathered."""
+        return self.accelerator.distributed_type in (DistributedType.FSDP, DistributedType.DEEPSPEED)
+
     def save(self) -> Path:
-        """Write a checkpoint of the current step (all processes must call it)."""
+        """Write a checkpoint of the current step (all processes must call it): accelerate's
+        ``save_state`` inside the atomic temp folder, then the gathered weights, EMA and trainer state."""
         acc = self.accelerator
         for name, p in self.raw_model.named_parameters():
             if not torch.isfinite(p).all():
@@ -131,13 +142,13 @@ class Trainer:
         if acc.is_main_process:
             ckpt.begin(self.run_dir, self.step)
         acc.wait_for_everyone()
-        ckpt.write_rng(tmp, acc.process_index)
+        acc.save_state(str(tmp / ckpt.STATE_DIR))
+        weights = acc.get_state_dict(self.model) if self._sharded() else None  # every process takes part
         acc.wait_for_everyone()
-        final = ckpt.checkpoint_dir(self.run_dir) / f"step-{self.step:08d}"
+        final = ckpt.step_dir(self.run_dir, self.step)
         if acc.is_main_process:
-            ckpt.finish(self.run_dir, tmp, self.step, model=self.raw_model,
+            ckpt.finish(self.run_dir, tmp, self.step, weights=weights,
                         ema_state=self.ema.state_dict() if self.ema else None,
-                        optimizer_state=self.optimizer.state_dict(), scheduler_state=self.scheduler.state_dict(),
                         trainer_state={"step": self.step, "batches_done": self.batches_done,
                                        "tokens_seen": self.tokens_seen, "world_size": acc.num_processes,
                                        "train_seconds": self.train_seconds,
@@ -152,14 +163,15 @@ class Trainer:
 
         A damaged checkpoint (truncated/corrupt file) is renamed ``damaged-step-…`` with a warning
         and the previous one is used. A recipe that differs from the checkpoint's in a `RESUME_KEYS`
-        key, or weights that do not fit the model, raise ValueError naming them (nothing is loaded).
+        key, weights that do not fit the model, or a checkpoint in the layout before accelerate's
+        raise ValueError naming them (nothing is loaded).
         """
         acc = self.accelerator
         found = ckpt.list_checkpoints(self.run_dir)
         state, path, damaged = None, None, []
         for candidate in reversed(found):
             try:
-                state = ckpt.read(candidate, rank=acc.process_index)
+                state = ckpt.read(candidate)
             except ckpt.DamagedCheckpoint as err:
                 damaged.append(candidate)
                 warnings.warn(f"{err}; falling back to the previous checkpoint", stacklevel=2)
@@ -187,12 +199,12 @@ class Trainer:
                              f"{acc.num_processes}: the data position would not line up")
         if self.ema is not None and state["ema"] is None:
             raise ValueError(f"{path} has no EMA weights but the recipe enables EMA")
-        try:
-            ckpt.apply(state, model=self.raw_model, source=str(path / "model.safetensors"))
-        except ValueError as err:
-            raise ValueError(f"--resume: {err}; the recipe builds a different model than the checkpoint's") from err
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
+        if not self._sharded():  # sharded parameters are checked by accelerate's own loader
+            try:
+                ckpt.check_fits(self.raw_model, state["model"], str(path / ckpt.WEIGHTS))
+            except ValueError as err:
+                raise ValueError(f"--resume: {err}; the recipe builds a different model than the checkpoint's") from err
+        acc.load_state(str(path / ckpt.STATE_DIR))  # model, optimizer, scheduler, this process's RNG
         if self.ema is not None:
             self.ema.load_state_dict(state["ema"])
         self.step, self.batches_done = int(state["step"]), int(state["batches_done"])
@@ -245,7 +257,6 @@ class Trainer:
 
     def fit(self, resume: bool = False) -> TrainResult:
         cfg, acc = self.cfg, self.accelerator
-        from accelerate.utils import set_seed
 
         if resume and not self.resume():
             raise ValueError(f"--resume: {self.run_dir} has no checkpoint to resume from (no complete "
@@ -254,7 +265,7 @@ class Trainer:
             set_seed(cfg.seed, device_specific=True)
         if acc.is_main_process:  # after the resume checks: a refused recipe must not replace the run's
             self.run_dir.mkdir(parents=True, exist_ok=True)
-            (self.run_dir / "recipe.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+            write_text(self.run_dir / "recipe.yaml", yaml.safe_dump(cfg.to_dict(), sort_keys=False))
         batches = iter(self.make_batches(self.batches_done, acc.process_index, acc.num_processes))
         self.model.train()
         bar = tqdm(total=cfg.max_steps, initial=self.step, disable=not acc.is_main_process,
@@ -297,8 +308,8 @@ class Trainer:
                 last_loss = self._log(window, n_window, tokens_window, time.perf_counter() - t0, bar)
                 window, n_window, tokens_window, t0 = {}, 0, 0, time.perf_counter()
             bar.update(1)
-            paused = time.perf_counter()
-            self.train_seconds += paused - step_start  # eval and checkpoint time do not count for tokens/s
+            paused = time.perf_counter()  # eval and checkpoint time do not count for tokens/s
+            self.train_seconds += paused - step_start
             if self.step % cfg.eval_every == 0 and self.step < cfg.max_steps:
                 self.run_eval()
             if self.step % cfg.save_every == 0 or self.step == cfg.max_steps:

@@ -1,36 +1,146 @@
-"""SentenceVAEConfig: every architectural choice of a SentenceVAE, validated, JSON round trip."""
+"""SentenceVAEConfig: every architectural choice of a SentenceVAE, validated, saved as ``config.json``.
+
+A `transformers.PretrainedConfig` (``model_type = "sentence_vae"``, registered with ``AutoConfig``),
+so ``save_pretrained`` / ``from_pretrained`` / ``push_to_hub`` / ``AutoConfig.from_pretrained`` work as
+for any transformers model. Its own fields are declared once, with their types and ranges, in
+`SentenceVAEFields` (pydantic, ``extra="forbid"``): add a field there (and to the model that reads
+it); nothing else needs to change.
+"""
 
 from __future__ import annotations
 
-import dataclasses
-import difflib
 import json
-import math
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from transformers import AutoConfig, PretrainedConfig
+
+from graftlm.atomic import write_text
+from graftlm.validation import check_known_keys
 
 FUSIONS = ("sum", "mean", "weighted")
 POSITIONS = ("rope", "sinusoidal")
 ACTIVATIONS = ("gelu", "relu")
 LOSSES = ("focal", "ce")
-ENCODERS = ("transformer", "positional")
-CONDITIONINGS = ("cross", "prefix")
-DECODER_STYLES = ("standard", "llama")
+
+_Size = Annotated[int, Field(ge=1, description="a positive int")]
+_TokenId = Annotated[int, Field(description="a token id inside the vocabulary")]
 
 
-# (field, lower bound, bound excluded, what the value means) for the float fields
-_FLOAT_RANGES = (
-    ("dropout", 0.0, False, "a probability"),
-    ("focal_gamma", 0.0, False, "0 = plain cross-entropy, the paper uses 2"),
-    ("rope_theta", 0.0, True, "the RoPE base, usually 10000"),
-    ("layer_norm_eps", 0.0, True, "a small positive constant such as 1e-5"),
-    ("init_std", 0.0, True, "the std of the normal weight init, e.g. 0.02"),
-)
+def _positive(hint: str) -> Any:
+    return Annotated[float, Field(gt=0.0, allow_inf_nan=False, description=f"a finite number > 0.0; {hint}")]
 
 
-@dataclass
-class SentenceVAEConfig:
+class SentenceVAEFields(BaseModel):
+    """The fields of `SentenceVAEConfig`, their types, ranges and defaults (the modern preset)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, validate_assignment=False)
+
+    vocab_size: _Size
+    hidden_size: _Size = 256
+    num_heads: _Size = 4
+    num_layers: _Size = 2  # per stack (encoder and decoder each)
+    ffn_size: _Size | None = None  # None = 4·h
+    dropout: Annotated[float, Field(ge=0.0, lt=1.0, allow_inf_nan=False, description="a probability in [0, 1)")] = 0.0
+    max_tokens: _Size = 64
+    pad_token_id: _TokenId = 0
+    bos_token_id: _TokenId = 1
+    eos_token_id: _TokenId = 2
+    embed_dim: _Size | None = None  # None = hidden_size (else a bias-free project_in maps it to h)
+    fusion: Literal["sum", "mean", "weighted"] = "mean"
+    norm_first: bool = True
+    position: Literal["rope", "sinusoidal"] = "rope"
+    activation: Literal["gelu", "relu"] = "gelu"
+    tie_word_embeddings: bool = True
+    encoder_bos: bool = False
+    loss: Literal["focal", "ce"] = "focal"
+    focal_gamma: Annotated[float, Field(ge=0.0, allow_inf_nan=False, description=(
+        "a finite number >= 0.0; 0 = plain cross-entropy, the paper uses 2"))] = 2.0
+    rope_theta: _positive("the RoPE base, usually 10000") = 10000.0
+    layer_norm_eps: _positive("a small positive constant such as 1e-5") = 1e-5
+    init_std: _positive("the std of the normal weight init, e.g. 0.02") = 0.02
+    # issue 19: how the vector is made and read (see SentenceVAEConfig's docstring)
+    encoder: Literal["transformer", "positional"] = "transformer"
+    positional_dim: _Size = 64  # positional encoder: per-position projection width
+    conditioning: Literal["cross", "prefix"] = "cross"
+    memory_slots: _Size = 1  # prefix conditioning: decoder positions per vector
+    decoder_style: Literal["standard", "llama"] = "standard"
+    num_kv_heads: _Size | None = None  # llama decoder: grouped K/V heads (None = num_heads)
+    extra: dict[str, Any] = Field(default_factory=dict)  # free-form notes, saved with the config
+
+    @model_validator(mode="after")
+    def _relations(self) -> "SentenceVAEFields":
+        if self.ffn_size is None:
+            self.ffn_size = 4 * self.hidden_size
+        if self.embed_dim is None:
+            self.embed_dim = self.hidden_size
+        if self.num_kv_heads is None:
+            self.num_kv_heads = self.num_heads
+        if self.hidden_size % self.num_heads:
+            raise ValueError(f"hidden_size {self.hidden_size} is not divisible by num_heads {self.num_heads}; "
+                             "pick a head count that divides it")
+        if self.position == "rope" and (self.hidden_size // self.num_heads) % 2:
+            raise ValueError(f"RoPE needs an even head dim, got {self.hidden_size // self.num_heads}")
+        if self.position == "sinusoidal" and self.hidden_size % 2:
+            raise ValueError(f"sinusoidal positions need an even hidden_size, got {self.hidden_size}")
+        if self.position == "sinusoidal" and self.max_tokens < 2:
+            raise ValueError("max_tokens must be >= 2 with sinusoidal positions (bos + one token)")
+        for name in ("pad_token_id", "bos_token_id", "eos_token_id"):
+            if not 0 <= getattr(self, name) < self.vocab_size:
+                raise ValueError(f"{name}={getattr(self, name)!r} is outside the vocabulary [0, {self.vocab_size})")
+        if self.tie_word_embeddings and self.embed_dim != self.hidden_size:
+            raise ValueError(f"tie_word_embeddings needs embed_dim == hidden_size (got {self.embed_dim} vs "
+                             f"{self.hidden_size}); untie the head or drop embed_dim")
+        if self.conditioning == "cross" and self.memory_slots != 1:
+            raise ValueError(f"memory_slots={self.memory_slots} needs conditioning='prefix' (cross-attention reads "
+                             "the one vector); set conditioning='prefix' or memory_slots=1")
+        if self.num_heads % self.num_kv_heads:
+            raise ValueError(f"num_heads {self.num_heads} is not a multiple of num_kv_heads {self.num_kv_heads}")
+        if self.decoder_style == "llama" and (self.conditioning != "prefix" or self.position != "rope"
+                                              or not self.norm_first):
+            raise ValueError("decoder_style='llama' needs conditioning='prefix', position='rope' and norm_first=True "
+                             "(Llama blocks have no cross-attention and no position table)")
+        if self.encoder == "positional" and self.encoder_bos and self.max_tokens < 2:
+            raise ValueError("the positional encoder with encoder_bos needs max_tokens >= 2 (bos + one token)")
+        return self
+
+
+FIELD_NAMES = tuple(SentenceVAEFields.model_fields)
+
+
+def _field_error(error: ValidationError) -> ValueError:
+    """The first problem of ``error`` as one sentence naming the field, its value and what it must be."""
+    err = error.errors()[0]
+    name = ".".join(str(p) for p in err["loc"])
+    value = err.get("input")
+    if err["type"] == "value_error":
+        return ValueError(err["msg"].removeprefix("Value error, "))
+    if err["type"] == "missing":
+        return ValueError(f"SentenceVAEConfig.{name} is required")
+    if err["type"] == "literal_error":
+        options = tuple(SentenceVAEFields.model_fields[name].annotation.__args__)
+        return ValueError(f"unknown {name} {value!r}; choose one of {options}")
+    field = SentenceVAEFields.model_fields.get(str(err["loc"][0]))
+    need = next((m.description for m in (field.metadata if field else ()) if getattr(m, "description", None)), None)
+    need = need or (field.description if field else None) or err["msg"]
+    return ValueError(f"SentenceVAEConfig.{name} must be {need}, got {value!r}")
+
+
+_BASE_KEYS: frozenset[str] | None = None
+
+
+def _base_keys() -> frozenset[str]:
+    """Keys `PretrainedConfig` itself accepts and writes (transformers_version, architectures, ...)."""
+    global _BASE_KEYS
+    if _BASE_KEYS is None:
+        base = PretrainedConfig()
+        _BASE_KEYS = frozenset({*vars(base), *base.to_dict(), "transformers_version", "model_type", "torch_dtype",
+                                "dtype", "name_or_path", "_name_or_path", "_commit_hash", "attn_implementation"})
+    return _BASE_KEYS
+
+
+class SentenceVAEConfig(PretrainedConfig):
     """Architecture of a SentenceVAE (encoder → one vector per segment → decoder).
 
     Two presets:
@@ -47,10 +157,10 @@ class SentenceVAEConfig:
       0.1, sum or learned weighted sum fusion, separate untied output Linear with bias, bos in
       front of the encoder input), so their checkpoints load with ``SentenceVAE.from_official``.
 
-    Fields: ``num_layers`` is per stack (encoder and decoder each); ``ffn_size`` None = 4·h;
-    ``embed_dim`` None = ``hidden_size`` (else a bias-free ``project_in`` maps it to h);
+    Fields (types, ranges, defaults): `SentenceVAEFields`. ``num_layers`` is per stack;
     ``max_tokens`` is the size of the sinusoidal table (a segment may have at most
     ``max_tokens - 1`` tokens, one position being bos) or, with RoPE, the default generation cap.
+    An unknown keyword is an error naming the closest field.
 
     How the vector is made and read (issue 19): ``encoder="transformer"`` (N blocks, then fusion)
     or ``"positional"`` (order-preserving: each position's embedding projected to
@@ -58,99 +168,27 @@ class SentenceVAEConfig:
     embedding, LayerNorm; no encoder blocks, so segments are at most ``max_tokens`` tokens);
     ``conditioning="cross"`` (cross-attention to the one vector in every decoder block) or
     ``"prefix"`` (one linear expansion into ``memory_slots`` decoder positions ahead of bos, read
-    by causal self-attention in every block; no cross-attention). ``decoder_style="llama"``: the
-    decoder's blocks are Llama's (RMSNorm, bias-free q/k/v/o with ``num_kv_heads`` grouped K/V,
-    SwiGLU FFN of ``ffn_size``, RMSNorm at the end), so they can start as a Llama-family
-    backbone's last layers (`SentenceVAE.decoder_from_backbone`); it needs prefix conditioning.
+    by causal self-attention in every block). ``decoder_style="llama"``: Llama decoder blocks
+    (RMSNorm, bias-free q/k/v/o with ``num_kv_heads`` grouped K/V, SwiGLU FFN of ``ffn_size``),
+    so they can start as a Llama-family backbone's last layers (`SentenceVAE.decoder_from_backbone`).
     """
 
-    vocab_size: int
-    hidden_size: int = 256
-    num_heads: int = 4
-    num_layers: int = 2
-    ffn_size: int | None = None
-    dropout: float = 0.0
-    max_tokens: int = 64
-    pad_token_id: int = 0
-    bos_token_id: int = 1
-    eos_token_id: int = 2
-    embed_dim: int | None = None
-    fusion: str = "mean"
-    norm_first: bool = True
-    position: str = "rope"
-    activation: str = "gelu"
-    tie_word_embeddings: bool = True
-    encoder_bos: bool = False
-    loss: str = "focal"
-    focal_gamma: float = 2.0
-    rope_theta: float = 10000.0
-    layer_norm_eps: float = 1e-5
-    init_std: float = 0.02
-    encoder: str = "transformer"
-    positional_dim: int = 64
-    conditioning: str = "cross"
-    memory_slots: int = 1
-    decoder_style: str = "standard"
-    num_kv_heads: int | None = None  # llama decoder: grouped K/V heads (None = num_heads)
-    extra: dict[str, Any] = field(default_factory=dict)
+    model_type = "sentence_vae"
 
-    def __post_init__(self) -> None:
-        if self.ffn_size is None:
-            self.ffn_size = 4 * self.hidden_size
-        if self.embed_dim is None:
-            self.embed_dim = self.hidden_size
-        if self.num_kv_heads is None:
-            self.num_kv_heads = self.num_heads
-        for name in ("vocab_size", "hidden_size", "num_heads", "num_layers", "ffn_size", "max_tokens", "embed_dim",
-                     "positional_dim", "memory_slots", "num_kv_heads"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"SentenceVAEConfig.{name} must be a positive int, got {value!r}")
-        if self.hidden_size % self.num_heads:
-            raise ValueError(
-                f"hidden_size {self.hidden_size} is not divisible by num_heads {self.num_heads}; "
-                "pick a head count that divides it"
-            )
-        if self.position == "rope" and (self.hidden_size // self.num_heads) % 2:
-            raise ValueError(f"RoPE needs an even head dim, got {self.hidden_size // self.num_heads}")
-        if self.position == "sinusoidal" and self.hidden_size % 2:
-            raise ValueError(f"sinusoidal positions need an even hidden_size, got {self.hidden_size}")
-        if self.position == "sinusoidal" and self.max_tokens < 2:
-            raise ValueError("max_tokens must be >= 2 with sinusoidal positions (bos + one token)")
-        for name in ("pad_token_id", "bos_token_id", "eos_token_id"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or not 0 <= value < self.vocab_size:
-                raise ValueError(f"{name}={value!r} is outside the vocabulary [0, {self.vocab_size})")
-        for name, allowed in (("fusion", FUSIONS), ("position", POSITIONS), ("activation", ACTIVATIONS), ("loss", LOSSES),
-                              ("encoder", ENCODERS), ("conditioning", CONDITIONINGS),
-                              ("decoder_style", DECODER_STYLES)):
-            if getattr(self, name) not in allowed:
-                raise ValueError(f"unknown {name} {getattr(self, name)!r}; choose one of {allowed}")
-        for name, low, strict, hint in _FLOAT_RANGES:
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
-                    or value < low or (strict and value == low):
-                bound = f"> {low}" if strict else f">= {low}"
-                raise ValueError(f"SentenceVAEConfig.{name} must be a finite number {bound}, got {value!r}; {hint}")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"SentenceVAEConfig.dropout must be in [0, 1), got {self.dropout}")
-        if self.tie_word_embeddings and self.embed_dim != self.hidden_size:
-            raise ValueError(
-                f"tie_word_embeddings needs embed_dim == hidden_size (got {self.embed_dim} vs {self.hidden_size}); "
-                "untie the head or drop embed_dim"
-            )
-
-        if self.conditioning == "cross" and self.memory_slots != 1:
-            raise ValueError(f"memory_slots={self.memory_slots} needs conditioning='prefix' (cross-attention reads "
-                             "the one vector); set conditioning='prefix' or memory_slots=1")
-        if self.num_heads % self.num_kv_heads:
-            raise ValueError(f"num_heads {self.num_heads} is not a multiple of num_kv_heads {self.num_kv_heads}")
-        if self.decoder_style == "llama" and (self.conditioning != "prefix" or self.position != "rope"
-                                              or not self.norm_first):
-            raise ValueError("decoder_style='llama' needs conditioning='prefix', position='rope' and norm_first=True "
-                             "(Llama blocks have no cross-attention and no position table)")
-        if self.encoder == "positional" and self.encoder_bos and self.max_tokens < 2:
-            raise ValueError("the positional encoder with encoder_bos needs max_tokens >= 2 (bos + one token)")
+    def __init__(self, vocab_size: int | None = None, **kwargs: Any) -> None:
+        ours = {k: kwargs.pop(k) for k in list(kwargs) if k in SentenceVAEFields.model_fields}
+        if vocab_size is not None:
+            ours["vocab_size"] = vocab_size
+        check_known_keys([k for k in kwargs if k not in _base_keys()], FIELD_NAMES, "SentenceVAEConfig")
+        try:
+            fields = SentenceVAEFields(**ours)
+        except ValidationError as err:
+            raise _field_error(err) from None
+        values = fields.model_dump()
+        super().__init__(**kwargs, **{k: values[k] for k in (
+            "pad_token_id", "bos_token_id", "eos_token_id", "tie_word_embeddings")})
+        for name, value in values.items():
+            setattr(self, name, value)
 
     @classmethod
     def official(
@@ -182,37 +220,55 @@ class SentenceVAEConfig:
             limits.append(self.max_tokens - int(self.encoder_bos))
         return min(limits) if limits else None
 
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+    def __eq__(self, other: object) -> bool:
+        """Same class and the same architecture (transformers bookkeeping such as the version that
+        wrote the file does not count)."""
+        return type(other) is type(self) and other.fields_dict() == self.fields_dict()
+
+    __hash__ = None  # mutable, like every PretrainedConfig
+
+    def fields_dict(self) -> dict[str, Any]:
+        """Only the SentenceVAE's own fields (no transformers bookkeeping)."""
+        return {name: getattr(self, name) for name in FIELD_NAMES}
+
+    def replace(self, **changes: Any) -> "SentenceVAEConfig":
+        """A validated copy with ``changes`` applied."""
+        return type(self)(**{**self.fields_dict(), **changes})
+
+    def to_diff_dict(self) -> dict[str, Any]:
+        """Every own field (a config.json states the whole architecture) plus the transformers keys
+        that differ from `PretrainedConfig`'s defaults."""
+        full = self.to_dict()
+        base = PretrainedConfig().to_dict()
+        keep = {*FIELD_NAMES, "model_type", "transformers_version"}
+        return {k: v for k, v in full.items() if k in keep or k not in base or base[k] != v}
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "SentenceVAEConfig":
-        if not isinstance(data, dict):
-            raise TypeError(f"SentenceVAEConfig.from_dict expects a dict, got {type(data).__name__}")
-        known = [f.name for f in dataclasses.fields(cls)]
-        for key in data:
-            if key not in known:
-                close = difflib.get_close_matches(key, known, n=3)
-                hint = f"; did you mean {', '.join(map(repr, close))}?" if close else f"; known keys: {', '.join(known)}"
-                raise ValueError(f"unknown SentenceVAEConfig key {key!r}{hint}")
-        return cls(**data)
+    def from_dict(cls, config_dict: dict[str, Any], **kwargs: Any) -> Any:
+        if not isinstance(config_dict, dict):
+            raise TypeError(f"SentenceVAEConfig.from_dict expects a dict, got {type(config_dict).__name__}")
+        return super().from_dict(config_dict, **kwargs)
 
-    def to_json_file(self, path: str | Path) -> None:
-        Path(path).write_text(json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n")
+    def to_json_file(self, json_file_path: str | Path, use_diff: bool = True) -> None:
+        write_text(json_file_path, self.to_json_string(use_diff=use_diff))
 
     @classmethod
-    def from_json_file(cls, path: str | Path) -> "SentenceVAEConfig":
+    def from_json_file(cls, json_file: str | Path) -> "SentenceVAEConfig":
+        path = json_file
         try:
             data = json.loads(Path(path).read_text(encoding="utf-8"))
         except (json.JSONDecodeError, UnicodeDecodeError) as err:
             raise ValueError(f"{path} is not valid JSON: {err}; re-save it with SentenceVAE.save_pretrained") from err
         if not isinstance(data, dict):
             raise ValueError(f"{path} must hold a JSON object of SentenceVAEConfig fields, got {type(data).__name__}")
-        missing = [f.name for f in dataclasses.fields(cls)
-                   if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING and f.name not in data]
-        if missing:
-            raise ValueError(f"{path} lacks the required SentenceVAEConfig field(s) {missing}")
+        if "vocab_size" not in data:
+            raise ValueError(f"{path} lacks the required SentenceVAEConfig field(s) ['vocab_size']")
+        if data.get("model_type", cls.model_type) != cls.model_type:
+            raise ValueError(f"{path} is a {data['model_type']!r} config, not a SentenceVAE's ({cls.model_type!r})")
         try:
-            return cls.from_dict(data)
+            return cls(**data)
         except (ValueError, TypeError) as err:
             raise ValueError(f"{path}: {err}") from err
+
+
+AutoConfig.register(SentenceVAEConfig.model_type, SentenceVAEConfig, exist_ok=True)

@@ -17,6 +17,7 @@ part (as in the paper): a deterministic autoencoder.
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,34 +25,57 @@ from typing import Any
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from transformers.utils import ModelOutput
 
+from graftlm.hub import PushToHubMixin
 from graftlm.losses import cross_entropy_loss, focal_loss, sampled_softmax_logprobs
+from graftlm.vae import checkpoint, official
 from graftlm.vae.cache import DecoderCache, LayerCache
 from graftlm.vae.config import SentenceVAEConfig
+from graftlm.vae.generation import generate as generate_ids
 from graftlm.vae.layers import (DecoderBlock, EncoderBlock, LlamaDecoderBlock, PositionalFusion, rope_tables,
                                 sinusoidal_table)
 from graftlm.vae.warm_start import decoder_from_backbone, warm_start_encoder
 
 
 @dataclass
-class DecodeOutput:
-    """Teacher-forced decoding. The output head runs only at the target positions
-    (``packed_logits``): padding positions, often most of a batch of sentences, cost nothing.
-    ``logits`` (B, L+1, V) is computed from ``hidden`` when first asked for."""
+class DecodeOutput(ModelOutput):
+    """Teacher-forced decoding, a transformers `ModelOutput` (``out.loss``, ``out["loss"]``,
+    ``out[0]``). The output head runs only at the target positions (``packed_logits``): padding
+    positions, often most of a batch of sentences, cost nothing. ``logits`` (B, L+1, V) is computed
+    from ``hidden`` when first asked for (a property, not a key)."""
 
-    loss: torch.Tensor  # () float: focal or CE, mean over target tokens
-    token_logprobs: torch.Tensor  # (B, L+1) float32, log p(target), 0 where target_mask is False
-    target_mask: torch.Tensor  # (B, L+1) bool: the real tokens and the eos after them
-    packed_logits: torch.Tensor | None  # (N, V) logits at target_mask's True positions, row-major (None: sampled head)
-    hidden: torch.Tensor = field(repr=False)  # (B, L+1, h) decoder states before the output head
-    head: Any = field(repr=False, default=None)  # the output head (hidden → logits)
+    loss: torch.Tensor | None = None  # () float: focal or CE, mean over target tokens
+    token_logprobs: torch.Tensor | None = None  # (B, L+1) float32, log p(target), 0 where target_mask is False
+    target_mask: torch.Tensor | None = None  # (B, L+1) bool: the real tokens and the eos after them
+    packed_logits: torch.Tensor | None = None  # (N, V) logits at target_mask's True positions (None: sampled head)
+    hidden: torch.Tensor | None = field(default=None, repr=False)  # (B, L+1, h) decoder states before the head
 
     @property
     def logits(self) -> torch.Tensor:
         """(B, L+1, V) logits at every position, padding included."""
         if "_logits" not in self.__dict__:
-            self.__dict__["_logits"] = self.head(self.hidden)
+            head = _HEADS.get(id(self.target_mask)) if self.target_mask is not None else None
+            if head is None or self.hidden is None:
+                raise AttributeError("logits: no decoder head is known for this output; use packed_logits, "
+                                     "or call the model again")
+            self.__dict__["_logits"] = head(self.hidden)
         return self.__dict__["_logits"]
+
+    def with_head(self, head: Any) -> "DecodeOutput":
+        """Remember the output head that `logits` applies (not a key: it is a module)."""
+        key = id(self.target_mask)
+        if key not in _HEADS:
+            weakref.finalize(self.target_mask, _HEADS.pop, key, None)  # forgotten with the mask
+        _HEADS[key] = head
+        return self
+
+
+# id(target_mask) -> the head that made it, while that mask lives. Keyed by a tensor of the output
+# rather than stored on it because a rebuilt output (accelerate converts mixed-precision outputs to
+# fp32 by re-creating the mapping from its keys) keeps the same bool target_mask object but nothing
+# else of the old one.
+_HEADS: dict[int, Any] = {}
 
 
 @dataclass
@@ -187,7 +211,7 @@ class SentenceDecoder(nn.Module):
         return self.lm_head(x) if head else x
 
 
-class SentenceVAE(nn.Module):
+class SentenceVAE(PushToHubMixin, nn.Module):
     """Encoder + decoder; see the module docstring for the data path and shapes."""
 
     def __init__(self, config: SentenceVAEConfig) -> None:
@@ -331,7 +355,7 @@ class SentenceVAE(nn.Module):
             loss = focal_loss(logprobs, target_mask, self.config.focal_gamma)
         else:
             loss = cross_entropy_loss(logprobs, target_mask)
-        return DecodeOutput(loss, logprobs, target_mask, packed, hidden, self.decoder.lm_head)
+        return DecodeOutput(loss, logprobs, target_mask, packed, hidden).with_head(self.decoder.lm_head)
 
     @staticmethod
     def _check_batch(vectors: torch.Tensor, ids: torch.Tensor) -> None:
@@ -344,16 +368,14 @@ class SentenceVAE(nn.Module):
         vectors = self.encode(input_ids, attention_mask)
         out = self.decode_loss(vectors, input_ids, attention_mask)
         return SentenceVAEOutput(out.loss, out.token_logprobs, out.target_mask, out.packed_logits, out.hidden,
-                                 out.head, vectors)
+                                 vectors).with_head(self.decoder.lm_head)
 
     # ---------------------------------------------------------------- generation
     def generate(self, sentence_vectors: torch.Tensor, max_new_tokens: int | None = None, **kwargs):
         """Decode (B, h) vectors → one id list per row (no bos/eos), or ``(ids, mask)`` with
         ``return_tensors=True``. Options (``do_sample``, ``temperature``, ``top_k``, ``top_p``,
         ``use_cache``, ``ignore_eos``, ``generator``): ``graftlm.vae.generation.generate``."""
-        from graftlm.vae.generation import generate
-
-        return generate(self, self._check_vectors(sentence_vectors), max_new_tokens, **kwargs)
+        return generate_ids(self, self._check_vectors(sentence_vectors), max_new_tokens, **kwargs)
 
     # ---------------------------------------------------------------- weights
     @torch.no_grad()
@@ -372,22 +394,19 @@ class SentenceVAE(nn.Module):
         for part in (self.encoder, self.decoder):
             part.embedding.embed.weight.copy_(weight)
 
-    def save_pretrained(self, directory: str | Path) -> None:
-        from graftlm.vae.checkpoint import save_pretrained
-
-        save_pretrained(self, directory)
+    def save_pretrained(self, directory: str | Path, *, model_card: dict[str, Any] | None = None) -> None:
+        """``config.json`` + ``model.safetensors`` + ``README.md``, atomically (`graftlm.vae.checkpoint`)."""
+        checkpoint.save_pretrained(self, directory, model_card=model_card)
 
     @classmethod
-    def from_pretrained(cls, directory: str | Path, device=None, dtype: torch.dtype | None = None) -> "SentenceVAE":
-        from graftlm.vae.checkpoint import from_pretrained
-
-        return from_pretrained(cls, directory, device=device, dtype=dtype)
+    def from_pretrained(cls, name_or_path: str | Path, device=None, dtype: torch.dtype | None = None,
+                        **hub_kwargs: Any) -> "SentenceVAE":
+        """A `save_pretrained` folder or a model-hub id (``revision``, ``cache_dir``, ``token``)."""
+        return checkpoint.from_pretrained(cls, name_or_path, device=device, dtype=dtype, **hub_kwargs)
 
     @classmethod
     def from_official(cls, path: str | Path, config: Any, *, use_ema: bool | None = None,
                       backbone_config: Any = None) -> "SentenceVAE":
         """The authors' ``.pth`` (never unpickled); ``config`` = their YAML path, their config dict
         or a SentenceVAEConfig. See `graftlm.vae.official` (``use_ema``, their input layout)."""
-        from graftlm.vae.official import from_official
-
-        return from_official(cls, path, config, use_ema=use_ema, backbone_config=backbone_config)
+        return official.from_official(cls, path, config, use_ema=use_ema, backbone_config=backbone_config)

@@ -22,8 +22,13 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from graftlm.safetensors_io import fit_problems
 from graftlm.vae.config import SentenceVAEConfig
-from graftlm.vae.official_config import check_official_architecture, load_official_yaml, official_config
+from graftlm.vae.official_config import (
+    check_official_architecture,
+    load_official_yaml,
+    official_config,
+)
 from graftlm.vae.safe_pickle import read_tensors
 
 if TYPE_CHECKING:
@@ -119,13 +124,7 @@ def expected_official_shapes(config: SentenceVAEConfig) -> dict[str, tuple[int, 
 def check_official_keys(state: dict[str, torch.Tensor], expected: dict[str, tuple[int, ...]], source: str,
                         hint: str = "check the config (layers, width, vocab, learnable_add, word_embed_proj_dim)") -> None:
     """Raise a ValueError naming missing / unexpected / misshapen keys by the FILE's names."""
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
-    shapes = [f"{k}: file {tuple(state[k].shape)} vs config {expected[k]}"
-              for k in sorted(set(state) & set(expected)) if tuple(state[k].shape) != expected[k]]
-    parts = [f"missing keys: {', '.join(missing)}"] if missing else []
-    parts += [f"unexpected keys: {', '.join(unexpected)}"] if unexpected else []
-    parts += [f"wrong shapes: {'; '.join(shapes)}"] if shapes else []
+    parts = fit_problems(expected, state, theirs="file", ours="config")
     if parts:
         raise ValueError(f"{source} does not fit the config: " + " | ".join(parts) + f" ({hint})")
 

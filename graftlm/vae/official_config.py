@@ -9,7 +9,6 @@ as ``backbone_config`` (a transformers config, a dict, or a folder / config.json
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from pathlib import Path
 from typing import Any
@@ -127,7 +126,7 @@ def official_config(config: Any, *, backbone_config: Any = None, **overrides: An
     passes it, their SVAE script does not). ``overrides``: graftlm field names, applied last.
     """
     if isinstance(config, SentenceVAEConfig):
-        return dataclasses.replace(config, **overrides) if overrides else config
+        return config.replace(**overrides) if overrides else config
     if isinstance(config, (str, Path)):
         config = load_official_yaml(config)
     if not isinstance(config, dict):

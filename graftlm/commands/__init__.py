@@ -1,0 +1,1 @@
+"""`graftlm` subcommands that serve both training runs and demo run folders (`graftlm eval`, `graftlm plot`)."""
