@@ -58,3 +58,20 @@ def focal_loss(
     one_minus_p = (-torch.expm1(logp)).clamp_min(torch.finfo(torch.float32).tiny)
     losses = -(one_minus_p**gamma) * logp
     return _reduce(losses.to(token_logprobs.dtype), mask, reduction)
+
+
+def sampled_softmax_logprobs(
+    hidden: torch.Tensor, head: torch.nn.Linear, targets: torch.Tensor, negatives: int
+) -> torch.Tensor:
+    """Training-only log p(target) over a candidate set: the batch's target tokens plus
+    ``negatives`` ids drawn uniformly from the whole vocabulary (so tokens the batch never uses
+    are still pushed down), instead of all V rows of ``head``. hidden (N, h), targets (N,) →
+    (N,) float32. It underestimates the full softmax's loss: report the full one
+    (``SentenceVAE`` uses this only in training mode)."""
+    vocab = head.weight.shape[0]
+    drawn = torch.randint(0, vocab, (negatives,), device=targets.device)
+    candidates = torch.unique(torch.cat([targets, drawn]))  # sorted, targets included
+    bias = head.bias[candidates] if head.bias is not None else None
+    logits = torch.nn.functional.linear(hidden, head.weight[candidates], bias)
+    column = torch.searchsorted(candidates, targets)
+    return torch.log_softmax(logits.float(), dim=-1).gather(-1, column[:, None])[:, 0]

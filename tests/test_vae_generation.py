@@ -16,6 +16,9 @@ def make(preset: str) -> SentenceVAE:
     torch.manual_seed(0)
     if preset == "modern":
         config = SentenceVAEConfig(vocab_size=V, hidden_size=32, num_heads=4, num_layers=2, init_std=0.3)
+    elif preset == "prefix":  # issue 19: order-preserving encoder, 3 prefix slots instead of cross-attention
+        config = SentenceVAEConfig(vocab_size=V, hidden_size=32, num_heads=4, num_layers=2, init_std=0.3,
+                                   encoder="positional", conditioning="prefix", memory_slots=3)
     else:
         config = SentenceVAEConfig.official(vocab_size=V, hidden_size=32, num_heads=4, num_layers=2, max_tokens=24, init_std=0.3)
     return SentenceVAE(config).eval()
@@ -25,7 +28,7 @@ def vectors(rng, n=6):
     return torch.randn(n, 32, generator=rng) * 3
 
 
-@pytest.mark.parametrize("preset", ["modern", "official"])
+@pytest.mark.parametrize("preset", ["modern", "official", "prefix"])
 def test_cached_equals_uncached_greedy(rng, preset):
     model = make(preset)
     v = vectors(rng)
@@ -35,7 +38,7 @@ def test_cached_equals_uncached_greedy(rng, preset):
     assert len({tuple(r) for r in cached}) > 1  # rows differ, so the check is not vacuous
 
 
-@pytest.mark.parametrize("preset", ["modern", "official"])
+@pytest.mark.parametrize("preset", ["modern", "official", "prefix"])
 def test_cached_step_logits_match_full_recompute(rng, preset):
     model = make(preset)
     v = vectors(rng, 2)
@@ -48,7 +51,7 @@ def test_cached_step_logits_match_full_recompute(rng, preset):
     torch.testing.assert_close(steps, full, atol=1e-5, rtol=1e-4)
 
 
-@pytest.mark.parametrize("preset", ["modern", "official"])
+@pytest.mark.parametrize("preset", ["modern", "official", "prefix"])
 def test_batch_equals_one_by_one(rng, preset):
     model = make(preset)
     v = vectors(rng)

@@ -37,6 +37,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--top-p", type=float, default=None,
                         help="sample from the smallest set of tokens whose probability reaches p, 0 < p <= 1 "
                         "(needs --do-sample)")
+    parser.add_argument("--no-repeat-sentence", action="store_true",
+                        help="never emit a sentence the text already has (it is re-decoded with that ending blocked)")
+    parser.add_argument("--repetition-penalty", type=float, default=1.0,
+                        help="HF-style penalty (> 1) on the tokens the text already has (default 1.0: off)")
     parser.add_argument("--seed", type=int, default=0, help="random seed when sampling (default 0)")
     parser.add_argument("--ignore-stop", action="store_true", help="always generate --sentences sentences "
                         "(default: the termination head decides when the text ends, at most --sentences)")
@@ -48,17 +52,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def sampling_options(args: argparse.Namespace) -> dict[str, Any]:
     """The keyword arguments of `SentenceLLM.stream` for the sampling flags (ValueError if inconsistent)."""
     given = [f"--{n.replace('_', '-')}" for n in ("temperature", "top_k", "top_p") if getattr(args, n) is not None]
+    penalty = getattr(args, "repetition_penalty", 1.0)
+    if not penalty > 0 or penalty == float("inf"):
+        raise ValueError(f"--repetition-penalty must be a finite number > 0 (1.0 = off), got {penalty}")
+    repetition: dict[str, Any] = {}
+    if getattr(args, "no_repeat_sentence", False):
+        repetition["no_repeat_sentence"] = True
+    if penalty != 1.0:
+        repetition["repetition_penalty"] = penalty
     if not args.do_sample:
         if given:
             raise ValueError(f"{', '.join(given)} only apply when sampling: add --do-sample")
-        return {}
+        return repetition
     if args.temperature is not None and not args.temperature > 0:
         raise ValueError(f"--temperature must be > 0, got {args.temperature}")
     if args.top_k is not None and args.top_k < 1:
         raise ValueError(f"--top-k must be >= 1, got {args.top_k}")
     if args.top_p is not None and not 0 < args.top_p <= 1:
         raise ValueError(f"--top-p must be in (0, 1], got {args.top_p}")
-    out: dict[str, Any] = {"do_sample": True, "generator": torch.Generator().manual_seed(args.seed)}
+    out: dict[str, Any] = {"do_sample": True, "generator": torch.Generator().manual_seed(args.seed), **repetition}
     for name in ("temperature", "top_k", "top_p"):
         if getattr(args, name) is not None:
             out[name] = getattr(args, name)

@@ -17,12 +17,14 @@ import torch
 import torch.nn.functional as F
 
 from graftlm.segmenter import SegmentedBatch, segment_and_tokenize
+from graftlm.sllm.repetition import RepetitionControl
 from graftlm.sllm.targets import sentence_positions
 
 if TYPE_CHECKING:  # annotations only: the class imports this module for its mixin
     from graftlm.sllm.model import SentenceLLM
 
 SAMPLING_KEYS = ("do_sample", "temperature", "top_k", "top_p", "use_cache", "ignore_eos", "generator")
+REPETITION_KEYS = ("no_repeat_sentence", "repetition_penalty")
 DEFAULT_NEW_SENTENCES = 64  # max_sentences default = prompt + this, only for a backbone without a position limit
 
 
@@ -117,12 +119,18 @@ def _steps(
     sampling: dict[str, Any],
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]]:
     """Yield (prefill hidden (B, d)) once, then per step (ids (B, T), mask (B, T), emitted (B,), h (B, d))."""
+    sampling = dict(sampling)
+    repetition = {k: sampling.pop(k) for k in REPETITION_KEYS if k in sampling}
     dev = sllm.device
     with torch.inference_mode():
         sm = batch.sentence_mask.to(dev).bool()
         tm = batch.token_mask.to(dev).bool() & sm[..., None]
         ids = batch.input_ids.to(dev)
         B, S = sm.shape
+        control = RepetitionControl(sllm.vae, ids, tm, sm,  # the prompt's own layout, before aligning
+                                    no_repeat_sentence=repetition.get("no_repeat_sentence", False),
+                                    repetition_penalty=repetition.get("repetition_penalty", 1.0),
+                                    tokenizer=getattr(sllm, "tokenizer", None))
         x, sm = left_align(sllm.sentence_inputs(ids, tm, sm), sm)
         hidden, cache = sllm.run_body(x, sm, sentence_positions(sm), sllm.adapter.new_cache(sllm.body), True)
         h_last = hidden[:, -1]  # every row's last real sentence is in the last column
@@ -147,7 +155,11 @@ def _steps(
         if not bool(active.any()):
             return
         with torch.inference_mode():
-            new_ids, mask = sllm.vae.generate(sllm.sentence_vectors(h_last), max_tokens, return_tensors=True, **sampling)
+            if control.active:
+                new_ids, mask = control.decode(sllm.sentence_vectors(h_last), max_tokens, sampling)
+            else:
+                new_ids, mask = sllm.vae.generate(sllm.sentence_vectors(h_last), max_tokens, return_tensors=True,
+                                                  **sampling)
             if new_ids.shape[1] == 0:  # every row ended at once: keep one (masked) column to encode
                 new_ids = F.pad(new_ids, (0, 1), value=pad_id)
                 mask = F.pad(mask, (0, 1), value=False)
@@ -155,6 +167,8 @@ def _steps(
             if max_new_tokens is not None:
                 mask = mask & (mask.long().cumsum(1) <= (max_new_tokens - tokens_out)[:, None])
             emitted = mask.any(1)  # an empty sentence also ends its row
+            if control.active:
+                control.record(new_ids, mask)
             enc_mask = mask.clone()
             enc_mask[:, 0] |= ~emitted  # finished rows encode one pad token, masked out below
             x = sllm.encode_sentences(new_ids, enc_mask)[:, None]
@@ -197,9 +211,10 @@ def _check_finite_prefill(vectors: torch.Tensor, h_last: torch.Tensor) -> None:
 
 
 def _setup(sllm, prompts, tokenizer, segmenter, max_sentences, max_tokens_per_sentence, max_new_sentences, max_new_tokens, sampling):
-    unknown = set(sampling) - set(SAMPLING_KEYS)
+    unknown = set(sampling) - set(SAMPLING_KEYS) - set(REPETITION_KEYS)
     if unknown:
-        raise TypeError(f"unknown generation option(s) {sorted(unknown)}; sampling options are {list(SAMPLING_KEYS)}")
+        raise TypeError(f"unknown generation option(s) {sorted(unknown)}; sampling options are "
+                        f"{list(SAMPLING_KEYS + REPETITION_KEYS)}")
     if sampling.get("return_tensors") is not None:
         raise TypeError("return_tensors is set by SentenceLLM.generate itself")
     max_sentences, max_tokens = _limits(sllm, max_sentences, max_tokens_per_sentence)
@@ -252,7 +267,10 @@ def generate(
     ``max_tokens_per_sentence`` (VAE decode budget). A row stops when the termination head says
     stop (unless ``ignore_stop=True``, for fixed-length benchmarks), at a limit, or when the VAE
     decodes an empty sentence. ``sampling``: do_sample, temperature, top_k, top_p, use_cache,
-    ignore_eos, generator — forwarded to ``vae.generate``. ``streamer``: any transformers streamer
+    ignore_eos, generator — forwarded to ``vae.generate``; repetition control
+    (`graftlm.sllm.repetition`): ``no_repeat_sentence=True`` (a row never emits a sentence it
+    already has, prompt included), ``repetition_penalty`` (HF-style, > 1 penalises the tokens of
+    the row's text so far). ``streamer``: any transformers streamer
     (``put`` / ``end``, e.g. ``TextIteratorStreamer``); as in transformers it gets the prompt's token
     ids first, then each new sentence's ids as it is decoded, then ``end()``; batch size 1 only.
 

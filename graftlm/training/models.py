@@ -21,6 +21,7 @@ from graftlm.sllm import graft
 from graftlm.tokenization import ByteTokenizer
 from graftlm.training.recipes import TrainConfig
 from graftlm.vae import SentenceVAE, SentenceVAEConfig
+from graftlm.vae.warm_start import llama_decoder_fields
 
 
 @dataclass
@@ -65,7 +66,7 @@ def special_ids(tokenizer: Any, model_config: Any = None) -> tuple[int, int, int
 
 
 def vae_config(cfg: TrainConfig, vocab_size: int, tokenizer: Any, *, hidden_size: int, num_heads: int,
-               embed_dim: int | None = None):
+               embed_dim: int | None = None, backbone_config: Any = None):
     pad, bos, eos = special_ids(tokenizer)
     common = dict(vocab_size=vocab_size, hidden_size=hidden_size, num_heads=num_heads, num_layers=cfg.num_layers,
                   pad_token_id=pad, bos_token_id=bos, eos_token_id=eos, max_tokens=cfg.max_tokens)
@@ -75,6 +76,10 @@ def vae_config(cfg: TrainConfig, vocab_size: int, tokenizer: Any, *, hidden_size
         common["loss"] = cfg.vae_loss
     if cfg.vae_preset == "official":
         return SentenceVAEConfig.official(dropout=cfg.dropout, **common)
+    common.update(encoder=cfg.vae_encoder, positional_dim=cfg.positional_dim, conditioning=cfg.vae_conditioning,
+                  memory_slots=cfg.memory_slots)
+    if cfg.decoder_from_backbone:
+        common.update(llama_decoder_fields(backbone_config, cfg.decoder_from_backbone))
     if "embed_dim" in common:
         common["tie_word_embeddings"] = False
     return SentenceVAEConfig(dropout=cfg.dropout, **common)
@@ -109,15 +114,21 @@ def build_svae(cfg: TrainConfig) -> Built:
     if cfg.vae_path:
         vae = SentenceVAE.from_pretrained(cfg.vae_path)
     elif cfg.backbone == "smollm2" and cfg.init_embeddings:  # embeddings (and tied head) from the backbone's
-        emb = _smollm2()[0].get_input_embeddings().weight.detach().float()
+        backbone = _smollm2()[0]
+        emb = backbone.get_input_embeddings().weight.detach().float()
         vae = SentenceVAE(vae_config(cfg, emb.shape[0], tokenizer, hidden_size=cfg.hidden_size,
-                                     num_heads=cfg.num_heads, embed_dim=emb.shape[1]))
+                                     num_heads=cfg.num_heads, embed_dim=emb.shape[1], backbone_config=backbone.config))
         vae.init_embeddings_from(emb)
+        if cfg.decoder_from_backbone:
+            vae.decoder_from_backbone(backbone.float())
     else:
         vae = SentenceVAE(vae_config(cfg, len(tokenizer), tokenizer, hidden_size=cfg.hidden_size,
                                      num_heads=cfg.num_heads))
+    if cfg.warm_start and not cfg.vae_path:
+        vae.warm_start()
     if cfg.freeze_embeddings:
         freeze_vae_embeddings(vae)
+    vae.use_sampled_head(cfg.head_negatives if cfg.train_head == "sampled" else None)
     pad, _, _ = special_ids(tokenizer)
     return Built(vae, tokenizer, "svae", _segment_budget(vae, cfg), pad,
                  info={"parameters": sum(p.numel() for p in vae.parameters())})
@@ -163,8 +174,11 @@ def build_sllm(cfg: TrainConfig) -> Built:
                                      num_heads=bc.num_attention_heads, embed_dim=emb.shape[1]))
         if cfg.init_embeddings:
             vae.init_embeddings_from(emb.detach().float())
+        if cfg.warm_start:
+            vae.warm_start()
     if cfg.freeze_embeddings:
         freeze_vae_embeddings(vae)
+    vae.use_sampled_head(cfg.head_negatives if cfg.train_head == "sampled" else None)
     teacher = None
     if cfg.distill_weight > 0:  # a weight-sharing copy taken before grafting strips the original
 

@@ -22,6 +22,7 @@ from graftlm.training.batching import (
     heldout_examples,
     train_loader,
 )
+from graftlm.training.budget import TimeBudget
 from graftlm.training.data import CorpusPath, check_source
 from graftlm.training.evaluate import (
     evaluate_sllm,
@@ -132,6 +133,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, callbacks: Iterable[Any] = 
             cache["subset"] = heldout(cfg, built, limit=cfg.eval_batches * max(1, min(cfg.batch_size, 64)))
         return evaluate(cfg, built, model, cache["subset"], full=False)
 
+    callbacks = list(callbacks) + ([TimeBudget(cfg.max_minutes)] if cfg.max_minutes else [])
     trainer = Trainer(built.model, cfg, batch_factory(cfg, built), evaluate=periodic, export=export(built),
                       callbacks=callbacks)
     result = trainer.fit(resume=resume)

@@ -79,6 +79,15 @@ class TrainConfig:
     min_tokens: PositiveInt | None = None  # merge clauses shorter than this many tokens (None: no merging)
     vae_loss: Literal["focal", "ce"] | None = None  # None: the preset's, focal
     freeze_embeddings: StrictBool = False  # the VAE's token embeddings (from the backbone's) stay frozen
+    # issue 19's levers (SentenceVAEConfig fields of the same meaning; modern preset only)
+    vae_encoder: Literal["transformer", "positional"] = "transformer"  # positional: order-preserving
+    positional_dim: PositiveInt = 64  # positional encoder: per-position projection width
+    vae_conditioning: Literal["cross", "prefix"] = "cross"  # prefix: memory_slots positions ahead of bos
+    memory_slots: PositiveInt = 1  # prefix conditioning: slots per sentence vector
+    warm_start: StrictBool = False  # SVAE: the first vector = normed mean of the (backbone's) embeddings
+    decoder_from_backbone: PositiveInt | None = None  # SVAE: Llama decoder = the backbone's last k layers + norm + head
+    train_head: Literal["full", "sampled"] = "full"  # sampled: training only; every reported figure is full softmax
+    head_negatives: PositiveInt = 4096  # sampled head: ids drawn from the whole vocabulary per batch
     lora_rank: PositiveInt | None = None  # SLLM: LoRA of this rank on the backbone body (its other weights freeze)
     lora_targets: str = "q_proj,k_proj,v_proj,o_proj"  # comma-separated module names for LoRA
     distill_weight: NonNegative = 0.0  # SLLM: weight of KL(backbone teacher || sentence decoder) per token
@@ -95,6 +104,7 @@ class TrainConfig:
     cosine_steps: Count = 20000
     min_lr_ratio: Annotated[float, Field(ge=0.0, le=1.0)] = 0.0  # lr held at min_lr_ratio × lr after the cosine
     max_steps: PositiveInt = 300000
+    max_minutes: Positive | None = None  # training-time budget: steps (and the cosine) re-planned to fit it
     ema_momentum: Annotated[float, Field(gt=0.0, lt=1.0)] | None = 2e-4  # null disables EMA
     mixed_precision: Literal["no", "fp16", "bf16"] = "no"
     seed: int = 0
@@ -122,6 +132,17 @@ class TrainConfig:
                                  "use e.g. utf-8, latin-1, cp1252 (or null for strict UTF-8)") from None
         if self.model == "sllm" and not self.backbone:
             raise ValueError("an sllm recipe needs `backbone` (e.g. facebook/opt-125m or smollm2)")
+        if self.vae_preset == "official" and (self.vae_encoder != "transformer" or self.vae_conditioning != "cross"):
+            raise ValueError("recipe keys 'vae_encoder'/'vae_conditioning' other than transformer/cross need "
+                             "vae_preset: modern (the official preset is the authors' architecture)")
+        if self.decoder_from_backbone is not None and (
+                self.vae_preset != "modern" or self.vae_conditioning != "prefix" or self.model != "svae"
+                or self.backbone != "smollm2" or not self.init_embeddings):
+            raise ValueError("recipe key 'decoder_from_backbone' is a SentenceVAE warm start: it needs model: svae, "
+                             "backbone: smollm2, init_embeddings: true, vae_preset: modern and vae_conditioning: prefix")
+        if self.train_head == "sampled" and self.distill_weight > 0:
+            raise ValueError("recipe key 'train_head: sampled' cannot be combined with distill_weight > 0 "
+                             "(distillation needs the full logits)")
         self.peak_lr()
         return self
 
@@ -247,4 +268,6 @@ def smoke_config(cfg: TrainConfig) -> TrainConfig:
         # put no document aside at all, which the smoke run would then refuse
         heldout_fraction=max(cfg.heldout_fraction, 0.05),
         num_workers=0, shuffle_buffer=16, bucket_pool=2, mixed_precision="no", tensorboard=False,
+        # no backbone to copy layers from, and a step count instead of a time budget
+        decoder_from_backbone=None, max_minutes=None,
     )

@@ -119,6 +119,7 @@ class Trainer:
         self.step = 0
         self.batches_done = 0  # global batches consumed: the data position
         self.tokens_seen = 0
+        self.train_seconds = 0.0  # time in training steps (no eval, no checkpoints), across resumes
         self.last_checkpoint: Path | None = None
         self.metrics = MetricsWriter(self.run_dir, enabled=acc.is_main_process, tensorboard=cfg.tensorboard)
 
@@ -150,6 +151,7 @@ class Trainer:
                         ema_state=self.ema.state_dict() if self.ema else None,
                         trainer_state={"step": self.step, "batches_done": self.batches_done,
                                        "tokens_seen": self.tokens_seen, "world_size": acc.num_processes,
+                                       "train_seconds": self.train_seconds,
                                        "config": self.cfg.to_dict()},
                         keep_last=self.cfg.keep_last)
         acc.wait_for_everyone()
@@ -207,6 +209,7 @@ class Trainer:
             self.ema.load_state_dict(state["ema"])
         self.step, self.batches_done = int(state["step"]), int(state["batches_done"])
         self.tokens_seen = int(state.get("tokens_seen", 0))
+        self.train_seconds = float(state.get("train_seconds", 0.0))
         self.last_checkpoint = path
         self.metrics.truncate_after(self.step)
         self.metrics.log("event", self.step, {"event": "resumed", "checkpoint": str(path)})
@@ -236,7 +239,7 @@ class Trainer:
                 m.eval()
                 result = dict(self.evaluate_fn(m))
             self.raw_model.train(was_training)
-            self.metrics.log("eval", self.step, result)
+            self.metrics.log("eval", self.step, {**result, "train_minutes": round(self.train_seconds / 60, 3)})
         acc.wait_for_everyone()
         return result
 
@@ -271,6 +274,7 @@ class Trainer:
         n_window, tokens_window, t0 = 0, 0, time.perf_counter()
         last_loss = math.nan
         while self.step < cfg.max_steps:
+            step_start = time.perf_counter()
             grad_norm = None
             for _ in range(cfg.gradient_accumulation_steps):
                 batch = {k: v.to(acc.device) for k, v in next(batches).items()}
@@ -305,6 +309,7 @@ class Trainer:
                 window, n_window, tokens_window, t0 = {}, 0, 0, time.perf_counter()
             bar.update(1)
             paused = time.perf_counter()  # eval and checkpoint time do not count for tokens/s
+            self.train_seconds += paused - step_start
             if self.step % cfg.eval_every == 0 and self.step < cfg.max_steps:
                 self.run_eval()
             if self.step % cfg.save_every == 0 or self.step == cfg.max_steps:

@@ -60,6 +60,13 @@ class SentenceVAEFields(BaseModel):
     rope_theta: _positive("the RoPE base, usually 10000") = 10000.0
     layer_norm_eps: _positive("a small positive constant such as 1e-5") = 1e-5
     init_std: _positive("the std of the normal weight init, e.g. 0.02") = 0.02
+    # issue 19: how the vector is made and read (see SentenceVAEConfig's docstring)
+    encoder: Literal["transformer", "positional"] = "transformer"
+    positional_dim: _Size = 64  # positional encoder: per-position projection width
+    conditioning: Literal["cross", "prefix"] = "cross"
+    memory_slots: _Size = 1  # prefix conditioning: decoder positions per vector
+    decoder_style: Literal["standard", "llama"] = "standard"
+    num_kv_heads: _Size | None = None  # llama decoder: grouped K/V heads (None = num_heads)
     extra: dict[str, Any] = Field(default_factory=dict)  # free-form notes, saved with the config
 
     @model_validator(mode="after")
@@ -68,6 +75,8 @@ class SentenceVAEFields(BaseModel):
             self.ffn_size = 4 * self.hidden_size
         if self.embed_dim is None:
             self.embed_dim = self.hidden_size
+        if self.num_kv_heads is None:
+            self.num_kv_heads = self.num_heads
         if self.hidden_size % self.num_heads:
             raise ValueError(f"hidden_size {self.hidden_size} is not divisible by num_heads {self.num_heads}; "
                              "pick a head count that divides it")
@@ -83,6 +92,17 @@ class SentenceVAEFields(BaseModel):
         if self.tie_word_embeddings and self.embed_dim != self.hidden_size:
             raise ValueError(f"tie_word_embeddings needs embed_dim == hidden_size (got {self.embed_dim} vs "
                              f"{self.hidden_size}); untie the head or drop embed_dim")
+        if self.conditioning == "cross" and self.memory_slots != 1:
+            raise ValueError(f"memory_slots={self.memory_slots} needs conditioning='prefix' (cross-attention reads "
+                             "the one vector); set conditioning='prefix' or memory_slots=1")
+        if self.num_heads % self.num_kv_heads:
+            raise ValueError(f"num_heads {self.num_heads} is not a multiple of num_kv_heads {self.num_kv_heads}")
+        if self.decoder_style == "llama" and (self.conditioning != "prefix" or self.position != "rope"
+                                              or not self.norm_first):
+            raise ValueError("decoder_style='llama' needs conditioning='prefix', position='rope' and norm_first=True "
+                             "(Llama blocks have no cross-attention and no position table)")
+        if self.encoder == "positional" and self.encoder_bos and self.max_tokens < 2:
+            raise ValueError("the positional encoder with encoder_bos needs max_tokens >= 2 (bos + one token)")
         return self
 
 
@@ -141,6 +161,16 @@ class SentenceVAEConfig(PretrainedConfig):
     ``max_tokens`` is the size of the sinusoidal table (a segment may have at most
     ``max_tokens - 1`` tokens, one position being bos) or, with RoPE, the default generation cap.
     An unknown keyword is an error naming the closest field.
+
+    How the vector is made and read (issue 19): ``encoder="transformer"`` (N blocks, then fusion)
+    or ``"positional"`` (order-preserving: each position's embedding projected to
+    ``positional_dim``, flattened over ``max_tokens`` positions, one linear layer added to the mean
+    embedding, LayerNorm; no encoder blocks, so segments are at most ``max_tokens`` tokens);
+    ``conditioning="cross"`` (cross-attention to the one vector in every decoder block) or
+    ``"prefix"`` (one linear expansion into ``memory_slots`` decoder positions ahead of bos, read
+    by causal self-attention in every block). ``decoder_style="llama"``: Llama decoder blocks
+    (RMSNorm, bias-free q/k/v/o with ``num_kv_heads`` grouped K/V, SwiGLU FFN of ``ffn_size``),
+    so they can start as a Llama-family backbone's last layers (`SentenceVAE.decoder_from_backbone`).
     """
 
     model_type = "sentence_vae"
@@ -182,8 +212,13 @@ class SentenceVAEConfig(PretrainedConfig):
 
     @property
     def max_segment_tokens(self) -> int | None:
-        """Longest segment (without bos/eos) the model accepts; None = no limit (RoPE)."""
-        return self.max_tokens - 1 if self.position == "sinusoidal" else None
+        """Longest segment (without bos/eos) the model accepts; None = no limit (RoPE, transformer encoder)."""
+        limits = []
+        if self.position == "sinusoidal":
+            limits.append(self.max_tokens - 1)
+        if self.encoder == "positional":  # one flattened slot per position
+            limits.append(self.max_tokens - int(self.encoder_bos))
+        return min(limits) if limits else None
 
     def __eq__(self, other: object) -> bool:
         """Same class and the same architecture (transformers bookkeeping such as the version that

@@ -70,6 +70,42 @@ def _banned_ids(c, ignore_eos: bool) -> list[int]:
     return sorted(banned)
 
 
+def apply_repetition_penalty(logits: torch.Tensor, seen: torch.Tensor, penalty: float) -> torch.Tensor:
+    """HF's repetition penalty (CTRL, arXiv 1909.05858): the logits of tokens already in the row's
+    text (``seen`` (B, V) bool) are divided by ``penalty`` when positive, multiplied when negative."""
+    return torch.where(seen, torch.where(logits > 0, logits / penalty, logits * penalty), logits)
+
+
+class SentenceBlocker:
+    """Per-row sentences a row must not produce again: when a row's tokens so far equal a blocked
+    sentence's all but last, that last token is forbidden (and eos after the whole sentence, for a
+    sentence that already ends there). So no new sentence *starts with* a blocked one either: a
+    sentence extended past a blocked one would show the same sentence to a reader (and to a
+    segmenter) followed by something else. Host-side, one transfer per step."""
+
+    def __init__(self, banned: list[list[list[int]]], eos: int) -> None:
+        self.eos = eos
+        self.ends = [{tuple(s) for s in rows if s} for rows in banned]
+        self.last: list[dict[tuple[int, ...], set[int]]] = [{} for _ in banned]
+        for r, rows in enumerate(banned):
+            for s in rows:
+                if s:
+                    self.last[r].setdefault(tuple(s[:-1]), set()).add(s[-1])
+        self.so_far: list[list[int]] = [[] for _ in banned]
+
+    def block(self, logits: torch.Tensor) -> None:
+        for r, prefix in enumerate(self.so_far):
+            key = tuple(prefix)
+            if key in self.ends[r]:
+                logits[r, self.eos] = float("-inf")
+            if key in self.last[r]:
+                logits[r, sorted(self.last[r][key])] = float("-inf")
+
+    def record(self, token: torch.Tensor) -> None:
+        for prefix, t in zip(self.so_far, token.tolist()):
+            prefix.append(t)
+
+
 def _check_finite_vectors(vectors: torch.Tensor) -> None:
     if vectors.ndim != 2:
         raise ValueError(f"sentence_vectors must be (batch, hidden_size), got shape {tuple(vectors.shape)}")
@@ -104,6 +140,9 @@ def generate(
     ignore_eos: bool = False,
     generator: torch.Generator | None = None,
     return_tensors: bool = False,
+    repetition_penalty: float = 1.0,
+    seen_tokens: torch.Tensor | None = None,
+    banned_sentences: list[list[list[int]]] | None = None,
 ):
     """Expand (B, h) sentence vectors into token ids, all rows at once.
 
@@ -115,6 +154,11 @@ def generate(
     prefix every step (same tokens, slower). Returns one list of ids per row without bos/eos, or
     with ``return_tensors=True`` ``(ids (B, T) long, mask (B, T) bool)``, right-padded with the
     pad id, ready for ``encode``.
+
+    Repetition control: ``repetition_penalty`` > 1 penalises (HF-style) the tokens the row already
+    wrote in this sentence and those marked in ``seen_tokens`` ((B, V) bool, e.g. the row's earlier
+    text); ``banned_sentences`` (one list of id lists per row) are sentences the row may not
+    produce (see `SentenceBlocker`).
     """
     c = model.config
     if max_new_tokens is None:
@@ -131,6 +175,15 @@ def generate(
         raise ValueError(f"top_k must be a positive int or None, got {top_k!r}")
     if top_p is not None and not 0.0 < top_p <= 1.0:
         raise ValueError(f"top_p must be in (0, 1] or None, got {top_p!r}")
+    if isinstance(repetition_penalty, bool) or not isinstance(repetition_penalty, (int, float)) \
+            or not repetition_penalty > 0 or repetition_penalty == float("inf"):
+        raise ValueError(f"repetition_penalty must be a finite number > 0 (1.0 = off), got {repetition_penalty!r}")
+    rows = sentence_vectors.shape[0]
+    if seen_tokens is not None and (seen_tokens.shape != (rows, c.vocab_size) or seen_tokens.dtype != torch.bool):
+        raise ValueError(f"seen_tokens must be a ({rows}, {c.vocab_size}) bool tensor, got "
+                         f"{tuple(seen_tokens.shape)} {seen_tokens.dtype}")
+    if banned_sentences is not None and len(banned_sentences) != rows:
+        raise ValueError(f"banned_sentences needs one list per row ({rows}), got {len(banned_sentences)}")
 
     banned = _banned_ids(c, ignore_eos)
     decoder = model.decoder
@@ -144,6 +197,12 @@ def generate(
         finished = torch.zeros(batch, dtype=torch.bool, device=vectors.device)
         nonfinite = torch.zeros(batch, dtype=torch.bool, device=vectors.device)
         cache = decoder.new_cache(vectors, capacity=max_new_tokens) if use_cache else None
+        penalise = repetition_penalty != 1.0
+        seen = None
+        if penalise:
+            seen = seen_tokens.to(vectors.device).clone() if seen_tokens is not None else \
+                torch.zeros(batch, c.vocab_size, dtype=torch.bool, device=vectors.device)
+        blocker = SentenceBlocker(banned_sentences, c.eos_token_id) if banned_sentences else None
         steps = 0
         for t in range(max_new_tokens):
             if cache is not None:
@@ -151,6 +210,10 @@ def generate(
             else:
                 logits = decoder(vectors, prefix)[:, -1]
             nonfinite |= ~torch.isfinite(logits).all(-1)
+            if penalise:
+                logits = apply_repetition_penalty(logits, seen, float(repetition_penalty))
+            if blocker is not None:
+                blocker.block(logits)
             # pad and bos are structure, never content: a sentence may not contain them
             logits[:, banned] = float("-inf")
             token = next_tokens(
@@ -158,6 +221,10 @@ def generate(
             )
             token = token.masked_fill(finished, c.pad_token_id)
             out[:, t] = token
+            if penalise:
+                seen[torch.arange(batch, device=token.device), token] |= ~finished
+            if blocker is not None:
+                blocker.record(token)
             steps = t + 1
             if not ignore_eos:
                 finished |= token == c.eos_token_id

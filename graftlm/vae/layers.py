@@ -136,13 +136,101 @@ class EncoderBlock(_Block):
 
 
 class DecoderBlock(_Block):
+    """Causal self-attention, cross-attention to the memory (``conditioning="cross"`` only; with
+    prefix slots the vector is read by self-attention), FFN. ``norm3`` is the FFN's norm in both
+    modes, so official checkpoints keep their names."""
+
     def __init__(self, config: SentenceVAEConfig) -> None:
         super().__init__(config, num_norms=3)
         self.self_attn = SelfAttention(config)
-        self.cross_attn = CrossAttention(config)
+        if config.conditioning == "cross":
+            self.cross_attn = CrossAttention(config)
+        else:
+            self.cross_attn = None
+            self.norm2 = None
 
-    def forward(self, x, memory_kv, rope=None, cache: LayerCache | None = None) -> torch.Tensor:
-        """x (B, L, h) → (B, L, h); causal self-attention, then cross-attention to the memory."""
+    def forward(self, x, memory_kv=None, rope=None, cache: LayerCache | None = None) -> torch.Tensor:
+        """x (B, L, h) → (B, L, h)."""
         x = self._residual(x, lambda y: self.self_attn(y, causal=True, rope=rope, cache=cache), self.norm1)
-        x = self._residual(x, lambda y: self.cross_attn(y, memory_kv), self.norm2)
+        if self.cross_attn is not None:
+            x = self._residual(x, lambda y: self.cross_attn(y, memory_kv), self.norm2)
         return self._residual(x, self._ffn, self.norm3)
+
+
+class LlamaSelfAttention(nn.Module):
+    """Llama's attention: bias-free q/k/v/o, ``num_kv_heads`` K/V heads shared by groups of query
+    heads (the cache stores the K/V heads only). Names match HF's, so a backbone layer's state
+    dict loads as it is."""
+
+    def __init__(self, config: SentenceVAEConfig) -> None:
+        super().__init__()
+        h, d = config.hidden_size, config.head_dim
+        self.num_heads, self.num_kv_heads = config.num_heads, config.num_kv_heads
+        self.dropout = config.dropout
+        self.q_proj = nn.Linear(h, self.num_heads * d, bias=False)
+        self.k_proj = nn.Linear(h, self.num_kv_heads * d, bias=False)
+        self.v_proj = nn.Linear(h, self.num_kv_heads * d, bias=False)
+        self.o_proj = nn.Linear(self.num_heads * d, h, bias=False)
+
+    def forward(self, x: torch.Tensor, rope, cache: LayerCache | None = None) -> torch.Tensor:
+        q = rearrange(self.q_proj(x), "b l (n d) -> b n l d", n=self.num_heads)
+        k = rearrange(self.k_proj(x), "b l (n d) -> b n l d", n=self.num_kv_heads)
+        v = rearrange(self.v_proj(x), "b l (n d) -> b n l d", n=self.num_kv_heads)
+        q, k = apply_rope(q, *rope), apply_rope(k, *rope)
+        if cache is not None:
+            k, v = cache.append(k, v)
+        group = self.num_heads // self.num_kv_heads
+        k, v = k.repeat_interleave(group, dim=1), v.repeat_interleave(group, dim=1)
+        out = attention(q, k, v, causal=True, dropout_p=self.dropout if self.training else 0.0)
+        return self.o_proj(rearrange(out, "b n l d -> b l (n d)"))
+
+
+class GatedFFN(nn.Module):
+    def __init__(self, config: SentenceVAEConfig) -> None:
+        super().__init__()
+        self.gate_proj = nn.Linear(config.hidden_size, config.ffn_size, bias=False)
+        self.up_proj = nn.Linear(config.hidden_size, config.ffn_size, bias=False)
+        self.down_proj = nn.Linear(config.ffn_size, config.hidden_size, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))
+
+
+class LlamaDecoderBlock(nn.Module):
+    """A Llama decoder layer (pre-RMSNorm attention and SwiGLU FFN), HF's parameter names."""
+
+    def __init__(self, config: SentenceVAEConfig) -> None:
+        super().__init__()
+        self.input_layernorm = nn.RMSNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.self_attn = LlamaSelfAttention(config)
+        self.post_attention_layernorm = nn.RMSNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.mlp = GatedFFN(config)
+        self.drop = nn.Dropout(config.dropout)
+
+    def forward(self, x, memory_kv=None, rope=None, cache: LayerCache | None = None) -> torch.Tensor:
+        x = x + self.drop(self.self_attn(self.input_layernorm(x), rope, cache))
+        return x + self.drop(self.mlp(self.post_attention_layernorm(x)))
+
+
+class PositionalFusion(nn.Module):
+    """The order-preserving fusion of ``encoder="positional"``: the mean of the real tokens'
+    embeddings plus one linear layer over every position's projected embedding, flattened in
+    order (CALM's autoencoder: per-token projection, flatten, linear). Padding is zeroed after the
+    projection (its bias too), so it contributes nothing. Attention-free: pooling a transformer's
+    outputs blurs which token stood where, a flattened layout keeps each position's own weights.
+    ``flat`` is the residual branch; zeroed, the fusion is exactly the mean embedding."""
+
+    def __init__(self, config: SentenceVAEConfig) -> None:
+        super().__init__()
+        self.slots = config.max_tokens
+        self.proj = nn.Linear(config.hidden_size, config.positional_dim)
+        self.flat = nn.Linear(config.max_tokens * config.positional_dim, config.hidden_size)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """x (B, L, h) embeddings, mask (B, L) bool with at most ``max_tokens`` real tokens a row → (B, h)."""
+        x, mask = x[:, : self.slots], mask[:, : self.slots]  # columns past the slots hold only padding
+        keep = mask[..., None].to(x.dtype)
+        mean = (x * keep).sum(1) / keep.sum(1)
+        z = self.proj(x) * keep
+        z = F.pad(z, (0, 0, 0, self.slots - z.shape[1]))
+        return mean + self.flat(z.flatten(1))

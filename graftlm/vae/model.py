@@ -4,8 +4,12 @@ Data path (B segments, L tokens each, right-padded; h = hidden size, V = vocabul
 
     input_ids (B, L) ──embed(+project_in)──positions──EncoderBlock×N──fusion over real tokens
         ──LayerNorm──▶ sentence vector (B, h)
+        (encoder="positional": embed──PositionalFusion (mean + linear over the flattened,
+        per-position projections)──LayerNorm; no blocks)
     [bos] + input_ids (B, L+1) ──embed──positions──DecoderBlock×N (causal self-attention,
         cross-attention to the vector as a (B, 1, h) memory)──head──▶ logits (B, L+1, V)
+        (conditioning="prefix": m slots = expand(vector) ahead of bos, read by self-attention;
+        no cross-attention; decoder_style="llama": Llama blocks, see `graftlm.vae.warm_start`)
 
 The decoder's only view of the encoder is the vector. Despite the name there is no variational
 part (as in the paper): a deterministic autoencoder.
@@ -24,12 +28,14 @@ import torch.nn.functional as F
 from transformers.utils import ModelOutput
 
 from graftlm.hub import PushToHubMixin
-from graftlm.losses import cross_entropy_loss, focal_loss
+from graftlm.losses import cross_entropy_loss, focal_loss, sampled_softmax_logprobs
 from graftlm.vae import checkpoint, official
 from graftlm.vae.cache import DecoderCache, LayerCache
 from graftlm.vae.config import SentenceVAEConfig
 from graftlm.vae.generation import generate as generate_ids
-from graftlm.vae.layers import DecoderBlock, EncoderBlock, rope_tables, sinusoidal_table
+from graftlm.vae.layers import (DecoderBlock, EncoderBlock, LlamaDecoderBlock, PositionalFusion, rope_tables,
+                                sinusoidal_table)
+from graftlm.vae.warm_start import decoder_from_backbone, warm_start_encoder
 
 
 @dataclass
@@ -42,7 +48,7 @@ class DecodeOutput(ModelOutput):
     loss: torch.Tensor | None = None  # () float: focal or CE, mean over target tokens
     token_logprobs: torch.Tensor | None = None  # (B, L+1) float32, log p(target), 0 where target_mask is False
     target_mask: torch.Tensor | None = None  # (B, L+1) bool: the real tokens and the eos after them
-    packed_logits: torch.Tensor | None = None  # (N, V): logits at target_mask's True positions, row-major
+    packed_logits: torch.Tensor | None = None  # (N, V) logits at target_mask's True positions (None: sampled head)
     hidden: torch.Tensor | None = field(default=None, repr=False)  # (B, L+1, h) decoder states before the head
 
     @property
@@ -116,13 +122,17 @@ class SentenceEncoder(nn.Module):
         self.config = config
         self.embedding = _Embedding(config)
         self.drop = nn.Dropout(config.dropout)
-        self.layers = nn.ModuleList(EncoderBlock(config) for _ in range(config.num_layers))
-        self.fusion_weight = nn.Linear(config.hidden_size, 1) if config.fusion == "weighted" else None
+        positional = config.encoder == "positional"
+        self.positional = PositionalFusion(config) if positional else None
+        self.layers = nn.ModuleList(EncoderBlock(config) for _ in range(0 if positional else config.num_layers))
+        self.fusion_weight = nn.Linear(config.hidden_size, 1) if config.fusion == "weighted" and not positional else None
         self.fusion_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
 
     def forward(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """ids (B, L) long, mask (B, L) bool, no row all False → (B, h)."""
         x = self.drop(self.embedding(ids))
+        if self.positional is not None:
+            return self.fusion_norm(self.positional(x, mask))
         rope = self.embedding.rope(0, ids.shape[1], x)
         for layer in self.layers:
             x = layer(x, mask, rope)
@@ -141,16 +151,41 @@ class SentenceDecoder(nn.Module):
         self.config = config
         self.embedding = _Embedding(config)
         self.drop = nn.Dropout(config.dropout)
-        self.layers = nn.ModuleList(DecoderBlock(config) for _ in range(config.num_layers))
-        self.norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps) if config.norm_first else None
+        llama = config.decoder_style == "llama"
+        self.layers = nn.ModuleList((LlamaDecoderBlock if llama else DecoderBlock)(config)
+                                    for _ in range(config.num_layers))
+        norm = nn.RMSNorm if llama else nn.LayerNorm
+        self.norm = norm(config.hidden_size, eps=config.layer_norm_eps) if config.norm_first else None
         self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=not config.tie_word_embeddings)
         if config.tie_word_embeddings:
             self.lm_head.weight = self.embedding.embed.weight
+        self.prefix = config.memory_slots if config.conditioning == "prefix" else 0
+        self.expand = nn.Linear(config.hidden_size, self.prefix * config.hidden_size) if self.prefix else None
+
+    def slots(self, sentence_vectors: torch.Tensor) -> torch.Tensor:
+        """(B, h) vectors → (B, m, h) prefix slots (``conditioning="prefix"``)."""
+        m, h = self.config.memory_slots, self.config.hidden_size
+        return self.expand(sentence_vectors).view(-1, m, h)
+
+    def _layers(self, x, sentence_vectors, rope, cache: DecoderCache | None) -> torch.Tensor:
+        memory = sentence_vectors[:, None, :].to(x.dtype) if self.prefix == 0 and cache is None else None
+        for i, layer in enumerate(self.layers):
+            if cache is not None:
+                x = layer(x, cache.layers[i].memory_kv, rope, cache.layers[i])
+            else:
+                x = layer(x, layer.cross_attn.memory_kv(memory) if memory is not None else None, rope)
+        return x
 
     def new_cache(self, sentence_vectors: torch.Tensor, capacity: int) -> DecoderCache:
-        """Cross-attention K/V of the (B, h) vectors, computed once, and empty self-attention slots."""
-        memory = sentence_vectors[:, None, :]
-        return DecoderCache([LayerCache(layer.cross_attn.memory_kv(memory), capacity) for layer in self.layers])
+        """A cache for ``capacity`` new tokens: with cross-attention, the vectors' K/V computed
+        once; with prefix slots, the slots' K/V already run through every layer (``length`` = m)."""
+        if self.prefix == 0:
+            memory = sentence_vectors[:, None, :]
+            return DecoderCache([LayerCache(layer.cross_attn.memory_kv(memory), capacity) for layer in self.layers])
+        cache = DecoderCache([LayerCache(None, capacity + self.prefix) for _ in self.layers])
+        x = self.slots(sentence_vectors)
+        self._layers(x, sentence_vectors, self.embedding.rope(0, self.prefix, x), cache)
+        return cache
 
     def forward(
         self, sentence_vectors: torch.Tensor, ids: torch.Tensor, cache: DecoderCache | None = None, head: bool = True
@@ -158,17 +193,19 @@ class SentenceDecoder(nn.Module):
         """sentence_vectors (B, h), decoder input ids (B, T) starting with bos → logits (B, T, V)
         (``head=False``: the (B, T, h) states the output head would read).
 
-        With ``cache``, ``ids`` are only the new positions (after ``cache.length`` cached ones).
+        With ``cache``, ``ids`` are only the new positions (after ``cache.length`` cached ones,
+        prefix slots included). Prefix slots take RoPE positions 0..m-1 and no sinusoidal position.
         """
-        start = cache.length if cache is not None else 0
-        x = self.drop(self.embedding(ids, start))
-        rope = self.embedding.rope(start, ids.shape[1], x)
-        memory = sentence_vectors[:, None, :].to(x.dtype)
-        for i, layer in enumerate(self.layers):
-            if cache is None:
-                x = layer(x, layer.cross_attn.memory_kv(memory), rope)
-            else:
-                x = layer(x, cache.layers[i].memory_kv, rope, cache.layers[i])
+        m = self.prefix
+        start = cache.length if cache is not None else m
+        x = self.embedding(ids, start - m)
+        if cache is None and m:
+            x = torch.cat([self.slots(sentence_vectors.to(x.dtype)), x], 1)
+        x = self.drop(x)
+        rope_start = start if cache is not None else 0
+        x = self._layers(x, sentence_vectors, self.embedding.rope(rope_start, x.shape[1], x), cache)
+        if cache is None and m:
+            x = x[:, m:]
         if self.norm is not None:
             x = self.norm(x)
         return self.lm_head(x) if head else x
@@ -185,7 +222,25 @@ class SentenceVAE(PushToHubMixin, nn.Module):
         self.hidden_size = config.hidden_size
         self.encoder = SentenceEncoder(config)
         self.decoder = SentenceDecoder(config)
+        self.sampled_negatives: int | None = None  # see use_sampled_head
         self.apply(self._init_weights)
+
+    def use_sampled_head(self, negatives: int | None) -> None:
+        """Train with a sampled softmax (the batch's targets + ``negatives`` uniform ids from the
+        whole vocabulary) instead of the full one; None = full. Only in training mode: in eval
+        mode (every reported figure) ``decode_loss`` uses the full softmax."""
+        if negatives is not None and (isinstance(negatives, bool) or not isinstance(negatives, int) or negatives < 1):
+            raise ValueError(f"sampled head negatives must be a positive int or None, got {negatives!r}")
+        self.sampled_negatives = negatives
+
+    def warm_start(self) -> None:
+        """The first vector = LayerNorm(mean input embedding); see `graftlm.vae.warm_start.warm_start_encoder`."""
+        warm_start_encoder(self)
+
+    def decoder_from_backbone(self, backbone: nn.Module, num_layers: int | None = None) -> None:
+        """Decoder = a Llama-family backbone's last layers + final norm (+ tied head); see
+        `graftlm.vae.warm_start.decoder_from_backbone`."""
+        decoder_from_backbone(self, backbone, num_layers)
 
     def _init_weights(self, module: nn.Module) -> None:
         if isinstance(module, (nn.Linear, nn.Embedding)):
@@ -287,8 +342,13 @@ class SentenceVAE(PushToHubMixin, nn.Module):
         self._check_batch(vectors, ids)
         inputs, targets, target_mask = self._decoder_io(ids, mask)
         hidden = self.decoder(vectors, inputs, head=False)
-        packed = self.decoder.lm_head(hidden[target_mask])  # (N, V): only where there is a target
-        picked = torch.log_softmax(packed.float(), dim=-1).gather(-1, targets[target_mask][:, None])[:, 0]
+        if self.training and self.sampled_negatives:  # training-only; eval mode always uses the full softmax
+            packed = None
+            picked = sampled_softmax_logprobs(hidden[target_mask], self.decoder.lm_head, targets[target_mask],
+                                              self.sampled_negatives)
+        else:
+            packed = self.decoder.lm_head(hidden[target_mask])  # (N, V): only where there is a target
+            picked = torch.log_softmax(packed.float(), dim=-1).gather(-1, targets[target_mask][:, None])[:, 0]
         logprobs = torch.zeros(target_mask.shape, dtype=torch.float32, device=picked.device)
         logprobs = logprobs.masked_scatter(target_mask, picked)
         if self.config.loss == "focal":
