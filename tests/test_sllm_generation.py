@@ -10,7 +10,7 @@ from graftlm import graft
 from graftlm.segmenter import SegmentedBatch
 from graftlm.tokenization import ByteTokenizer
 
-from fixtures.tiny_models import BACKBONES, TEXTS, one_thread, paragraphs_batch, tiny_vae  # noqa: F401
+from fixtures.tiny_models import BACKBONES, TEXTS, continued_batch, one_thread, paragraphs_batch, tiny_vae  # noqa: F401
 
 FIXED = dict(ignore_stop=True, ignore_eos=True, max_tokens_per_sentence=5)  # deterministic lengths
 
@@ -35,18 +35,8 @@ def test_cached_generation_equals_full_recompute(name):
     out = sllm.generate(prompts, max_new_sentences=3, return_dict=True, output_hidden_states=True, **FIXED)
     assert out.num_new_sentences == [3, 3, 3]
     # rebuild every paragraph = prompt sentences + generated sentences, run the training forward
-    S0, T = prompts.input_ids.shape[1:]
     B = len(TEXTS)
-    ids = torch.zeros(B, S0 + 3, max(T, 5), dtype=torch.long)
-    tm = torch.zeros_like(ids, dtype=torch.bool)
-    sm = torch.zeros(B, S0 + 3, dtype=torch.bool)
-    counts = prompts.sentence_mask.sum(1).tolist()
-    for b in range(B):
-        rows = [prompts.input_ids[b, s][prompts.token_mask[b, s]].tolist() for s in range(counts[b])] + out.token_ids[b]
-        for s, row in enumerate(rows):
-            ids[b, s, : len(row)] = torch.tensor(row)
-            tm[b, s, : len(row)] = True
-            sm[b, s] = True
+    ids, tm, sm, counts = continued_batch(prompts, out.token_ids, max(prompts.input_ids.shape[2], 5))
     with torch.no_grad():
         full = sllm(ids, tm, sm).hidden_states
     for b in range(B):

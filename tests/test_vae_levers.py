@@ -216,7 +216,7 @@ def _wider_ffn():
 
 def test_a_grafted_positional_prefix_vae_generates_as_it_trains():
     """The SentenceLLM reads the new vectors: its cached generation equals its training forward."""
-    from fixtures.tiny_models import BACKBONES, TEXTS, paragraphs_batch
+    from fixtures.tiny_models import BACKBONES, TEXTS, continued_batch, paragraphs_batch
     from graftlm import graft
     from graftlm.tokenization import ByteTokenizer
 
@@ -227,17 +227,8 @@ def test_a_grafted_positional_prefix_vae_generates_as_it_trains():
     prompts = paragraphs_batch(TEXTS)
     out = sllm.generate(prompts, max_new_sentences=2, return_dict=True, output_hidden_states=True,
                         ignore_stop=True, ignore_eos=True, max_tokens_per_sentence=4)
-    B, S0 = prompts.sentence_mask.shape
-    ids = torch.zeros(B, S0 + 2, 16, dtype=torch.long)
-    tm = torch.zeros_like(ids, dtype=torch.bool)
-    sm = torch.zeros(B, S0 + 2, dtype=torch.bool)
-    counts = prompts.sentence_mask.sum(1).tolist()
-    for b in range(B):
-        rows = [prompts.input_ids[b, s][prompts.token_mask[b, s]].tolist() for s in range(counts[b])] + out.token_ids[b]
-        for s, row in enumerate(rows):
-            ids[b, s, : len(row)] = torch.tensor(row)
-            tm[b, s, : len(row)] = True
-            sm[b, s] = True
+    B = prompts.sentence_mask.shape[0]
+    ids, tm, sm, counts = continued_batch(prompts, out.token_ids, 16)
     with torch.no_grad():
         full = sllm(ids, tm, sm)
     assert torch.isfinite(full.loss)
