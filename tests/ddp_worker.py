@@ -128,6 +128,10 @@ def main() -> int:
     (out / f"summary-rank{rank}.json").write_text(json.dumps({
         "rank": rank, "world_size": trainer.accelerator.num_processes, "step": result.step,
         "batches_done": trainer.batches_done, "distributed_type": str(trainer.accelerator.distributed_type)}))
+    # Tear the process group down before the interpreter exits: left to shutdown, gloo's threads can
+    # abort a rank ("terminate called without an active exception", seen once in a clean-clone CI run).
+    trainer.accelerator.wait_for_everyone()
+    trainer.accelerator.end_training()
     return 0
 
 
