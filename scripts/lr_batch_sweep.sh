@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Issue 19 item 5 (NOT run in the issue's session: it needs ~90 exclusive CPU minutes): lr × batch
+# Issue 19 item 5: lr × batch
 # for the levers' SentenceVAE at EQUAL WALL TIME (max_minutes each, default 10), held-out exact
 # match every few steps (train_minutes is logged with every periodic eval), then one plot.
 # Resumable: a finished cell (eval.json) is skipped, an interrupted one continues (--resume).
@@ -17,7 +17,7 @@ for lr in $LRS; do
     echo "== lr $lr batch $batch: $(date -u +%H:%M:%S) load $(cut -d' ' -f1-3 /proc/loadavg)"
     graftlm train svae-smollm2-levers --threads "$THREADS" "${resume[@]}" --set name="lr$lr-b$batch" \
       --set output_dir="$dir" --set lr="$lr" --set batch_size="$batch" --set max_minutes="$MINUTES" \
-      --set eval_every=100 --set eval_batches=4 --set save_every=100 --set eval_size=300
+      --set eval_every="${EVAL_EVERY:-100}" --set eval_batches=4 --set save_every=100 --set eval_size=300
   done
 done
 python scripts/plot_lr_batch.py runs/lr-batch

@@ -12,6 +12,8 @@ STEPS="${STEPS:-400}"; THREADS="${THREADS:-1}"
 declare -A LEVERS=(
   [pooled-cross]=""
   [positional-cross]="--set vae_encoder=positional"
+  [positional-cross-warm]="--set vae_encoder=positional --set warm_start=true"
+  [positional-cross-sampled]="--set vae_encoder=positional --set train_head=sampled --set head_negatives=4096"
   [positional-prefix4]="--set vae_encoder=positional --set vae_conditioning=prefix --set memory_slots=4"
   [positional-prefix4-sampled]="--set vae_encoder=positional --set vae_conditioning=prefix --set memory_slots=4 --set train_head=sampled --set head_negatives=4096"
   [positional-prefix4-warm]="--set vae_encoder=positional --set vae_conditioning=prefix --set memory_slots=4 --set warm_start=true"

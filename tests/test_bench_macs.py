@@ -78,3 +78,30 @@ def test_sentence_len_must_be_positive():
     vcfg = SentenceVAEConfig.official(vocab_size=40, hidden_size=16, num_heads=2, num_layers=1)
     with pytest.raises(ValueError, match="sentence_len"):
         mac_bound(_opt(), vcfg, 0)
+
+
+def test_positional_encoder_macs_equal_torch_flop_count():
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from graftlm.vae import SentenceVAE
+
+    cfg = SentenceVAEConfig(vocab_size=50, hidden_size=16, num_heads=2, num_layers=1, max_tokens=6,
+                            encoder="positional", positional_dim=4)
+    vae = SentenceVAE(cfg).eval()
+    L = 4
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        vae.encode(torch.randint(3, 50, (1, L)), torch.ones(1, L, dtype=torch.bool))
+    assert counter.get_total_flops() == 2 * VAEShape.from_config(cfg).encoder_macs(L)
+
+
+def test_prefix_conditioning_moves_cross_attention_into_slots():
+    cross = SentenceVAEConfig(vocab_size=50, hidden_size=16, num_heads=2, num_layers=1, max_tokens=6)
+    prefix = SentenceVAEConfig(vocab_size=50, hidden_size=16, num_heads=2, num_layers=1, max_tokens=6,
+                               conditioning="prefix", memory_slots=3)
+    c, p = VAEShape.from_config(cross), VAEShape.from_config(prefix)
+    h, f = 16, 64
+    assert c.sentence_setup_macs() == 2 * h * h
+    # a step: no cross-attention Q/O and its key, 3 more self-attention keys
+    assert c.decoder_token_macs(2) - p.decoder_token_macs(2) == (2 * h * h + 2 * h) - 2 * h * 3
+    slot_layer = 4 * h * h + 2 * h * 2 + 2 * h * f  # each slot attends to (3 + 1) / 2 keys on average
+    assert p.sentence_setup_macs() == h * 3 * h + 3 * slot_layer

@@ -91,6 +91,25 @@ def test_run_folder_holds_checkpoints_metrics_curves_and_report(finished_run):
     assert logged == list(PHASES)
 
 
+def test_the_demo_trains_the_order_preserving_encoder_by_default(finished_run):
+    config = json.loads((finished_run / "svae" / "vae" / "config.json").read_text())
+    assert config["encoder"] == "positional" and config["conditioning"] == "cross"
+
+
+def test_resuming_a_run_from_before_the_encoder_setting_keeps_the_transformer_encoder(finished_run, tmp_path):
+    import argparse
+
+    from graftlm.demo.cli_demo import RUN_OPTIONS, _open_or_create
+
+    old = tmp_path / "old-run"
+    shutil.copytree(finished_run, old)
+    state = json.loads((old / "state.json").read_text())
+    del state["settings"]["vae_encoder"]
+    (old / "state.json").write_text(json.dumps(state))
+    args = argparse.Namespace(resume=str(old), out=None, **{k: None for k in RUN_OPTIONS})
+    assert _open_or_create(args)[1].vae_encoder == "transformer"
+
+
 def test_training_phases_respect_the_step_caps(finished_run):
     run = RunFolder.open(finished_run)
     assert run.result("svae")["steps"] == 4

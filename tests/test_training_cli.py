@@ -66,6 +66,8 @@ def test_eval_json_of_an_sllm_run_has_the_same_bytes_report(tmp_path, capsys):
     assert {"bytes", "sllm_bits_per_byte", "backbone_bits_per_byte", "sllm_ppl", "backbone_ppl",
             "termination_accuracy"} <= set(result)
     assert {"judge_ppl", "unigram_entropy", "distinct_2"} <= set(result["generation"]["greedy"]["sllm"])
+    # the VAE's reconstruction after the SLLM phase, on the SVAE recipes' held-out segments
+    assert result["svae"]["segments"] > 0 and 0.0 <= result["svae"]["exact_match"] <= 1.0
     assert main(["eval", str(run), "--texts", "3"]) == 0
     assert "bits per byte (same bytes)" in capsys.readouterr().out
 

@@ -22,6 +22,9 @@ The model (documented in docs/benchmarks.md):
   over ``t`` ≈ (L+1)/2 tokens, cross-attention Q/O projections and one memory key) plus the
   cross-attention K/V projections ``H*2h^2`` once per sentence (so ``/ L``), and the decoder's
   vocabulary head ``h*V`` (+ projection if ``embed_dim != h``).
+  Issue 19's options: the positional encoder is ``L*h*p + T*p*h`` (``p`` = positional_dim, ``T`` =
+  max_tokens); prefix conditioning replaces cross-attention by ``m`` slots (expansion ``m*h^2`` and
+  ``m`` decoder positions once per sentence, ``m`` more keys per step).
 
 Embedding look-ups, norms, biases, softmax and positions are ignored (O(d) per token).
 """
@@ -89,6 +92,12 @@ class VAEShape:
     vocab: int
     embed_dim: int
     encoder_bos: bool = False
+    encoder: str = "transformer"  # or "positional" (issue 19: no encoder blocks, one flattened linear layer)
+    positional_dim: int = 64
+    max_tokens: int = 64
+    conditioning: str = "cross"  # or "prefix": memory_slots decoder positions instead of cross-attention
+    memory_slots: int = 1
+    gated_ffn: bool = False  # decoder_style="llama": SwiGLU (3·h·ffn)
 
     @classmethod
     def from_config(cls, config: Any) -> "VAEShape":
@@ -96,28 +105,52 @@ class VAEShape:
         ffn = getattr(config, "ffn_size", None) or 2 * h
         emb = getattr(config, "embed_dim", None) or h
         return cls(hidden=h, layers=int(config.num_layers), ffn=int(ffn), vocab=int(config.vocab_size),
-                   embed_dim=int(emb), encoder_bos=bool(getattr(config, "encoder_bos", False)))
+                   embed_dim=int(emb), encoder_bos=bool(getattr(config, "encoder_bos", False)),
+                   encoder=str(getattr(config, "encoder", "transformer")),
+                   positional_dim=int(getattr(config, "positional_dim", 64)),
+                   max_tokens=int(getattr(config, "max_tokens", 64)),
+                   conditioning=str(getattr(config, "conditioning", "cross")),
+                   memory_slots=int(getattr(config, "memory_slots", 1)),
+                   gated_ffn=getattr(config, "decoder_style", "standard") == "llama")
 
     def encoder_macs(self, length: int) -> float:
         """The whole encoder over one sentence of ``length`` tokens (bidirectional attention;
-        one more position when the config puts bos in front of the encoder input)."""
+        one more position when the config puts bos in front of the encoder input). Positional
+        encoder: each real token projected to ``positional_dim``, then one linear layer over all
+        ``max_tokens`` flattened positions (padding is zero but still multiplied)."""
         length = length + int(self.encoder_bos)
         h = self.hidden
         proj_in = self.embed_dim * h if self.embed_dim != h else 0
+        if self.encoder == "positional":
+            return length * (proj_in + h * self.positional_dim) + self.max_tokens * self.positional_dim * h
         per_tok = self.layers * (4 * h * h + 2 * h * self.ffn + 2 * h * length) + proj_in
         return length * per_tok
 
+    def _decoder_layer(self, keys: float) -> float:
+        """One decoder block for one position attending to ``keys`` keys (cross-attention's Q/O
+        projections and its single memory key included under cross conditioning)."""
+        h = self.hidden
+        ffn = (3 if self.gated_ffn else 2) * h * self.ffn
+        cross = 2 * h * h + 2 * h if self.conditioning == "cross" else 0
+        return 4 * h * h + 2 * h * keys + cross + ffn
+
     def decoder_token_macs(self, self_context: float) -> float:
-        """One decoder step (everything but the per-sentence cross-attention K/V)."""
+        """One decoder step (everything but the once-per-sentence part, `sentence_setup_macs`);
+        under prefix conditioning the step also attends to the ``memory_slots`` slots."""
         h = self.hidden
         proj_in = self.embed_dim * h if self.embed_dim != h else 0
         head = self.embed_dim * self.vocab + (h * self.embed_dim if self.embed_dim != h else 0)
-        layer = 4 * h * h + 2 * h * self_context + 2 * h * h + 2 * h + 2 * h * self.ffn
-        return self.layers * layer + head + proj_in
+        slots = self.memory_slots if self.conditioning == "prefix" else 0
+        return self.layers * self._decoder_layer(self_context + slots) + head + proj_in
 
-    def cross_kv_macs(self) -> float:
-        """Cross-attention K and V of the one memory vector, all layers (once per sentence)."""
-        return self.layers * 2 * self.hidden * self.hidden
+    def sentence_setup_macs(self) -> float:
+        """Once per sentence: cross-attention K and V of the one memory vector (all layers), or
+        under prefix conditioning the expansion to ``memory_slots`` positions and their pass
+        through every decoder layer (causal among themselves, no head)."""
+        h, m = self.hidden, self.memory_slots
+        if self.conditioning == "prefix":
+            return h * m * h + m * self.layers * self._decoder_layer((m + 1) / 2)
+        return self.layers * 2 * h * h
 
 
 @dataclass(frozen=True)
@@ -155,7 +188,7 @@ def mac_bound(backbone_config: Any, vae_config: Any, sentence_len: int, *, promp
         "backbone_step": (bb.layer_macs(ctx_sent) + body_proj + graft_proj) / L,
         "termination": 2 * bb.hidden / L,
         "encoder": vae.encoder_macs(L) / L,
-        "cross_kv": vae.cross_kv_macs() / L,
+        "sentence_setup": vae.sentence_setup_macs() / L,
         "decoder_layers": vae.decoder_token_macs((L + 1) / 2) - (vae.embed_dim * vae.vocab),
         "decoder_head": float(vae.embed_dim * vae.vocab),
     }

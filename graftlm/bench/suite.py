@@ -187,7 +187,7 @@ def breakdown_rows(backbone: Backbone, *, sentence_len: int, new_tokens: int = 6
     bound = mac_bound(backbone.config, vae_config(backbone, layers), sentence_len,
                       prompt_tokens=prompt_tokens, new_tokens=new_tokens)
     p = bound.sllm_parts
-    macs = {"decoder_head": p["decoder_head"], "decoder": p["decoder_layers"] + p["cross_kv"],
+    macs = {"decoder_head": p["decoder_head"], "decoder": p["decoder_layers"] + p["sentence_setup"],
             "encoder": p["encoder"], "body": p["backbone_step"] + p["termination"], "other": 0.0}
     total_macs = sum(macs.values())
     rows = []

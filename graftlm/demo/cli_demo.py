@@ -28,7 +28,7 @@ from graftlm.demo.steps import DemoSession, run_phases
 
 # options that define a run; with --resume they come from RUN/state.json instead
 RUN_OPTIONS = ("model", "data", "corpus", "max_paragraphs", "minutes", "seed", "max_tokens", "max_sentences",
-               "vae_layers", "svae_steps", "sllm_steps", "precision", "prompt", "new_sentences", "lora_r", "distill")
+               "vae_layers", "vae_encoder", "svae_steps", "sllm_steps", "precision", "prompt", "new_sentences", "lora_r", "distill")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -52,6 +52,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-sentences", type=int, default=None,
                         help=f"sentences per SentenceLLM training paragraph (default {d.max_sentences})")
     parser.add_argument("--vae-layers", type=int, default=None, help=f"SentenceVAE layers per stack (default {d.vae_layers})")
+    parser.add_argument("--vae-encoder", choices=("transformer", "positional"), default=None,
+                        help=f"SentenceVAE encoder: positional (order-preserving, one linear layer over the flattened "
+                             f"positions) or transformer (blocks + mean pooling) (default {d.vae_encoder})")
     parser.add_argument("--lora-r", type=int, default=None, help=f"LoRA rank in the backbone (default {d.lora_r})")
     parser.add_argument("--distill", type=float, default=None,
                         help=f"weight of distillation from the un-grafted backbone into the sentence decoder "
@@ -92,7 +95,8 @@ def _open_or_create(args: argparse.Namespace):
             raise ValueError(f"--resume takes every setting from {args.resume}/state.json; drop "
                              + ", ".join("--" + k.replace("_", "-") for k in clash))
         run = RunFolder.open(args.resume)
-        return run, DemoSettings.from_dict(run.state["settings"])
+        # runs made before the setting existed trained (or are training) the transformer encoder
+        return run, DemoSettings.from_dict({"vae_encoder": "transformer", **run.state["settings"]})
     settings = settings_from_args(args)
     check_model_argument(settings.model)
     load_documents(settings)  # --data problems show before a run folder is made

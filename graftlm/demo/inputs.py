@@ -58,6 +58,9 @@ class DemoSettings:
     max_tokens: AtLeast(4) = 32
     max_sentences: AtLeast(2) = 8
     vae_layers: AtLeast(1) = 1
+    # issue 19: the order-preserving encoder (per-position projection, flatten, one linear layer) keeps
+    # what pooling a transformer's outputs loses: 19.3% vs 8.7% held-out exact after 600 equal steps
+    vae_encoder: Literal["transformer", "positional"] = "positional"
     svae_batch: AtLeast(1) = 32
     svae_lr: Annotated[float, Field(gt=0.0, allow_inf_nan=False)] = 1e-3
     svae_steps: AtLeast(1) | None = None  # step cap; None = as many as the time budget allows

@@ -220,7 +220,8 @@ class DemoSession:
         model, tokenizer, _ = self.backbone()
         emb = model.get_input_embeddings().weight.detach().float()
         hidden = int(model.config.hidden_size)
-        shape = TrainConfig(vae_preset="modern", num_layers=self.s.vae_layers, max_tokens=self.s.max_tokens, dropout=0.0)
+        shape = TrainConfig(vae_preset="modern", num_layers=self.s.vae_layers, max_tokens=self.s.max_tokens, dropout=0.0,
+                            vae_encoder=self.s.vae_encoder)
         config = vae_config(shape, emb.shape[0], tokenizer, hidden_size=hidden,
                             num_heads=vae_heads(hidden, int(model.config.num_attention_heads)), embed_dim=emb.shape[1])
         torch.manual_seed(self.s.seed)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import warnings
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
@@ -35,6 +36,9 @@ from graftlm.training.recipes import TrainConfig
 from graftlm.training.trainer import Trainer, TrainResult
 from graftlm.atomic import write_text
 from graftlm.model_card import card_for
+
+
+SVAE_SEGMENTS_AFTER_SLLM = 300  # the held-out segments of the SVAE recipes' final evaluation (the first 300)
 
 
 def corpus_source(cfg: TrainConfig) -> Any:
@@ -88,6 +92,10 @@ def evaluate(cfg: TrainConfig, built: Built, model: torch.nn.Module, examples: l
         # the same-bytes report is the headline; the window figures stay, prefixed
         result = {**report.to_dict(), **{f"window_{k}": v for k, v in result.items()}}
         del backbone
+    if full:  # the SLLM phase may train the VAE's layers: its reconstruction after that phase
+        segments = heldout(cfg, replace(built, kind="svae"), limit=SVAE_SEGMENTS_AFTER_SLLM)
+        result["svae"] = evaluate_svae(model.vae, segments, pad_id=built.pad_id, batch_size=32,
+                                       tokenizer=built.tokenizer, num_examples=num_examples)
     return result
 
 
