@@ -47,3 +47,15 @@ def test_sllm_prefill_cache_bytes_are_per_sentence_not_per_token(backbone):
     cache, positions = suite.sllm_prefill_cache(sllm, TEXT, backbone.tokenizer, seg, chunk_sentences=2)
     cfg = backbone.config
     assert kv_cache_bytes(cache) == 2 * cfg.num_hidden_layers * positions * cfg.hidden_size * 4
+
+
+def test_the_positional_encoder_option_grafts_issue_19s_encoder_and_still_generates(backbone):
+    import dataclasses
+
+    positional = dataclasses.replace(backbone, vae_encoder="positional")
+    sllm = suite.build_sllm(positional, 1)
+    assert sllm.vae.config.encoder == "positional" and suite.build_sllm(backbone, 1).vae.config.encoder == "transformer"
+    tok = backbone.tokenizer
+    prompts = suite.prompt_segments(tok, torch.tensor([tok.encode("Hello there, friend. How are you")]),
+                                    sllm.vae.config, 4)
+    assert sllm_runner(sllm, prompts, 10, 4)() == 10

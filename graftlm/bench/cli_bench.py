@@ -7,6 +7,7 @@ Writes ``results.json``, ``results.md`` (the tables of docs/benchmarks.md) and P
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import gc
 import sys
 import time
@@ -49,6 +50,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tokens-for", nargs="*", default=["opt-1.3b=64"], metavar="BACKBONE=N",
                    help="fewer output tokens for slow backbones (default: opt-1.3b=64); pass nothing to disable")
     p.add_argument("--layers", nargs="+", type=int, default=[1, 2, 4], help="SentenceVAE depths (H1/H2/H4)")
+    p.add_argument("--vae-encoder", default="positional", choices=["positional", "transformer"],
+                   help="encoder of the grafted SentenceVAE (otherwise the authors' architecture): positional = "
+                        "issue 19's order-preserving encoder, the recipes' choice (default); transformer = the authors'")
     p.add_argument("--repeats", type=int, default=3, help="timed runs per measurement (median reported)")
     p.add_argument("--prompt-tokens", type=int, default=64, metavar="N",
                    help="tokens per prompt, cut from real English text (default: 64)")
@@ -143,7 +147,8 @@ def run(args: argparse.Namespace) -> int:
     results: dict[str, Any] = {"machine": report.machine_info(), "settings": dict(
         threads=args.threads, dtype=args.dtype, device=args.device, batches=args.batches + ([32] if args.batch32 else []),
         new_tokens=args.new_tokens, tokens_for=tokens_for, batch_tokens=batch_tokens, repeats=args.repeats, prompt_tokens=args.prompt_tokens,
-        greedy=True, attention=args.attention, layers=args.layers, methods=args.methods, parts=args.parts),
+        greedy=True, attention=args.attention, layers=args.layers, methods=args.methods, parts=args.parts,
+        vae_encoder=args.vae_encoder),
         "segments": [], "throughput": [], "peers": [], "breakdown": [], "kv": [], "long_context": [], "memory": [],
         "attention": [], "notes": []}
     t0 = time.time()
@@ -223,7 +228,7 @@ def _token_groups(name: str, batches: list[int], args: argparse.Namespace, token
 def _measure_backbone(name: str, args: argparse.Namespace, dtype: torch.dtype, tokens_for: dict[str, int],
                       batch_tokens: dict[int, int], results: dict[str, Any], log, save, over_time) -> None:
     log(f"building {name} ({args.dtype}, {args.device})")
-    bb = build_backbone(name, dtype=dtype)
+    bb = dataclasses.replace(build_backbone(name, dtype=dtype), vae_encoder=args.vae_encoder)
     bb.model.to(args.device)
     if bb.note:
         results["notes"].append(bb.note)

@@ -61,6 +61,7 @@ class Backbone:
     model: torch.nn.Module
     tokenizer: Any
     note: str | None = None
+    vae_encoder: str = "transformer"  # the encoder of the SentenceVAE the bench grafts (`--vae-encoder`)
 
     @property
     def config(self) -> Any:

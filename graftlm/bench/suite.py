@@ -39,12 +39,15 @@ Log = Callable[[str], None]
 
 
 def vae_config(backbone: Backbone, layers: int):
-    """Official-architecture SentenceVAE config sized like the backbone (h and heads = backbone's)."""
+    """Official-architecture SentenceVAE config sized like the backbone (h and heads = backbone's);
+    ``backbone.vae_encoder="positional"``: issue 19's order-preserving encoder (the recipes' choice)
+    in place of the official transformer encoder, everything else as official."""
     cfg = backbone.config
     pad, bos, eos = special_ids(backbone.tokenizer, cfg)
     return SentenceVAEConfig.official(vocab_size=int(cfg.vocab_size), hidden_size=int(cfg.hidden_size),
                                       num_heads=int(cfg.num_attention_heads), num_layers=layers,
-                                      pad_token_id=pad, bos_token_id=bos, eos_token_id=eos)
+                                      pad_token_id=pad, bos_token_id=bos, eos_token_id=eos,
+                                      encoder=backbone.vae_encoder)
 
 
 def build_sllm(backbone: Backbone, layers: int, *, seed: int = 0) -> Any:
