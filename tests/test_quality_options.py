@@ -77,3 +77,31 @@ def test_quality_recipes_smoke_run(name, tmp_path):
         cfg = dataclasses.replace(cfg, lora_targets="q_proj,v_proj")
     result = train(cfg.validate())
     assert result.step == 2
+
+
+def test_reconstruction_term_adds_the_vaes_own_loss_on_the_target_sentences(tmp_path):
+    from graftlm.training.models import build
+
+    sllm = build(_cfg("sllm-125m-h1", tmp_path, reconstruction_weight=0.5)).model.train()
+    term = sllm.loss_terms["reconstruction"]
+    assert term.weight == 0.5 and term.vae is sllm.vae
+    torch.manual_seed(0)
+    ids = torch.randint(3, 200, (2, 3, 5))
+    tm = torch.ones(2, 3, 5, dtype=torch.bool)
+    tm[0, 1, 3:] = False
+    tm[1, 2] = False  # the second paragraph has two sentences
+    sm = torch.tensor([[True, True, True], [True, True, False]])
+    torch.manual_seed(1)
+    with_term = sllm(ids, tm, sm)
+    sllm.loss_terms.pop("reconstruction")
+    torch.manual_seed(1)
+    without = sllm(ids, tm, sm)
+    pair = sm[:, :-1] & sm[:, 1:]
+    rows, masks = ids[:, 1:][pair], tm[:, 1:][pair]  # the three predicted sentences, by hand
+    own = sllm.vae.decode_loss(sllm.vae.encode(rows, masks), rows, masks).loss
+    assert torch.allclose(with_term.loss, without.loss + 0.5 * own)
+
+
+def test_reconstruction_needs_a_trainable_vae(tmp_path):
+    with pytest.raises(ValueError, match="reconstruction_weight"):
+        _cfg("sllm-125m-h1", tmp_path, reconstruction_weight=1.0, freeze="vae")

@@ -18,6 +18,7 @@ from graftlm.backbones import load_smollm2
 from graftlm.evaluation.speed import shared_copy
 from graftlm.hub import check_pretrained
 from graftlm.sllm import graft
+from graftlm.sllm.reconstruction import set_reconstruction
 from graftlm.tokenization import ByteTokenizer
 from graftlm.training.recipes import TrainConfig
 from graftlm.vae import SentenceVAE, SentenceVAEConfig
@@ -192,6 +193,7 @@ def build_sllm(cfg: TrainConfig) -> Built:
     sllm.graft_options["segmenter"] = {**segmenter_options(cfg), "max_tokens": _segment_budget(vae, cfg)}
     if teacher is not None:
         sllm.set_teacher(teacher, weight=cfg.distill_weight, topk=cfg.distill_topk)
+    set_reconstruction(sllm, cfg.reconstruction_weight)
     pad, _, _ = special_ids(tokenizer)
     return Built(sllm, tokenizer, "sllm", _segment_budget(vae, cfg), pad, backbone_factory=factory,
                  info={"parameters": sum(p.numel() for p in sllm.parameters()),

@@ -92,6 +92,7 @@ class TrainConfig:
     lora_targets: str = "q_proj,k_proj,v_proj,o_proj"  # comma-separated module names for LoRA
     distill_weight: NonNegative = 0.0  # SLLM: weight of KL(backbone teacher || sentence decoder) per token
     distill_topk: PositiveInt = 32  # teacher tokens kept per position for the KL
+    reconstruction_weight: NonNegative = 0.0  # SLLM: weight of the VAE's own loss on the target sentences
     # optimisation
     batch_size: PositiveInt = 128  # per process: segments (SVAE) or paragraph windows (SLLM)
     gradient_accumulation_steps: PositiveInt = 1
@@ -140,6 +141,9 @@ class TrainConfig:
                 or self.backbone != "smollm2" or not self.init_embeddings):
             raise ValueError("recipe key 'decoder_from_backbone' is a SentenceVAE warm start: it needs model: svae, "
                              "backbone: smollm2, init_embeddings: true, vae_preset: modern and vae_conditioning: prefix")
+        if self.reconstruction_weight > 0 and (self.model != "sllm" or self.freeze == "vae"):
+            raise ValueError("recipe key 'reconstruction_weight' keeps a trainable VAE an autoencoder during the SLLM "
+                             "phase: it needs model: sllm and a VAE that trains (not freeze: vae)")
         if self.train_head == "sampled" and self.distill_weight > 0:
             raise ValueError("recipe key 'train_head: sampled' cannot be combined with distill_weight > 0 "
                              "(distillation needs the full logits)")
