@@ -227,6 +227,8 @@ class DemoSession:
         torch.manual_seed(self.s.seed)
         vae = SentenceVAE(config)
         vae.init_embeddings_from(emb)
+        if self.s.vae_encoder == "positional":
+            vae.warm_start()
         freeze_embeddings(vae)
         record = self._train("svae", vae, "svae", self.s.svae_batch, self.s.svae_lr, self.s.svae_steps)
 
