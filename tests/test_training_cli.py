@@ -72,6 +72,17 @@ def test_eval_json_of_an_sllm_run_has_the_same_bytes_report(tmp_path, capsys):
     assert "bits per byte (same bytes)" in capsys.readouterr().out
 
 
+def test_eval_out_keeps_the_runs_own_evaluation(smoke_run, tmp_path, capsys):
+    before = (smoke_run / "eval.json").read_bytes()
+    assert main(["eval", str(smoke_run), "--out", str(tmp_path / "kjv"), "--set", "data_path=packaged:kjv",
+                 "--set", "eval_size=4"]) == 0
+    assert (smoke_run / "eval.json").read_bytes() == before
+    assert json.loads((tmp_path / "kjv" / "eval.json").read_text())["segments"] == 4
+    (tmp_path / "file").write_text("x")
+    assert main(["eval", str(smoke_run), "--out", str(tmp_path / "file")]) == 2
+    assert "is a file" in capsys.readouterr().err
+
+
 def test_eval_of_a_missing_folder_says_it_does_not_exist(tmp_path, capsys):
     assert main(["eval", str(tmp_path / "nope")]) == 2
     assert "does not exist" in capsys.readouterr().err

@@ -52,17 +52,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--new-tokens", type=int, default=64, help="--generate: tokens per continuation (default 64)")
     parser.add_argument("--json", action="store_true", help="print the result as JSON instead of tables")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    parser.add_argument("--out", default=None, metavar="DIR",
+                        help="folder for eval.json / eval.md (default: the run folder; use another one for an evaluation "
+                             "on other data, e.g. --set data_path=packaged:kjv, so the run's own evaluation stays)")
 
 
 def evaluate_run(run_dir: str | Path, *, checkpoint: str | Path | None = None, raw: bool = False,
                  overrides: list[str] | None = None, examples: int = 12, generate: bool = False,
-                 texts: int | None = None, prompts: int = 10, new_tokens: int = 64) -> dict:
+                 texts: int | None = None, prompts: int = 10, new_tokens: int = 64,
+                 out: str | Path | None = None) -> dict:
     run_dir = Path(run_dir)
+    out_dir = Path(out) if out is not None else run_dir
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ValueError(f"--out {out_dir} is a file; pass a folder for eval.json / eval.md")
     if not run_dir.exists():
         raise ValueError(f"{run_dir} does not exist: pass a folder written by graftlm train or graftlm demo")
     if is_demo_run(run_dir):
         return evaluate_demo_run(run_dir, generate=generate, texts=texts or 16, examples=examples,
-                                 gen_options={"num_prompts": prompts, "new_tokens": new_tokens})
+                                 gen_options={"num_prompts": prompts, "new_tokens": new_tokens}, out=out_dir)
     recipe = run_dir / "recipe.yaml"
     if not recipe.is_file():
         raise ValueError(f"{recipe} does not exist: is {run_dir} a graftlm run folder?")
@@ -84,12 +91,13 @@ def evaluate_run(run_dir: str | Path, *, checkpoint: str | Path | None = None, r
         result = evaluate(cfg, built, built.model, heldout(cfg, built), full=True, baseline=True, num_examples=examples,
                           generate=generate, gen_options={"num_prompts": prompts, "new_tokens": new_tokens})
     result = {"checkpoint": str(path), "weights": weights.stem, **result}
-    write_eval(run_dir, result)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_eval(out_dir, result)
     return result
 
 
 def evaluate_demo_run(run_dir: Path, *, generate: bool, texts: int, examples: int,
-                      gen_options: dict | None = None) -> dict:
+                      gen_options: dict | None = None, out: Path | None = None) -> dict:
     """Both parts of a `graftlm demo` run folder on its own held-out paragraphs."""
     run = RunFolder.open(run_dir)
     run.require_trained("sllm")
@@ -108,7 +116,9 @@ def evaluate_demo_run(run_dir: Path, *, generate: bool, texts: int, examples: in
         svae = evaluate_svae(sllm.vae, segments, pad_id=sllm.vae.config.pad_token_id, batch_size=32,
                              tokenizer=tokenizer, num_examples=examples)
     result = {"run": str(run_dir), **report.to_dict(), "svae": svae}
-    write_eval(run_dir, result)
+    out = out or run_dir
+    out.mkdir(parents=True, exist_ok=True)
+    write_eval(out, result)
     return result
 
 
@@ -118,7 +128,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         result = evaluate_run(args.run_dir, checkpoint=args.checkpoint, raw=args.raw, overrides=args.overrides,
                               examples=args.examples, generate=args.generate, texts=args.texts, prompts=args.prompts,
-                              new_tokens=args.new_tokens)
+                              new_tokens=args.new_tokens, out=args.out)
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
