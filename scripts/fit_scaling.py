@@ -50,7 +50,8 @@ def phase(run: Path) -> tuple[float, float]:
 
 def main(folder: str) -> None:
     rows = []
-    for budget in sorted(Path(folder).iterdir(), key=lambda p: float(p.name)):
+    budgets = [p for p in Path(folder).iterdir() if p.is_dir() and p.name.replace('.', '', 1).isdigit()]
+    for budget in sorted(budgets, key=lambda p: float(p.name)):
         ev = budget / "sllm" / "eval.json"
         if not ev.is_file():
             continue
@@ -72,7 +73,7 @@ def main(folder: str) -> None:
     ax[0].set_ylabel("bits/byte ratio − 1")
     ax[0].legend()
     ax[1].semilogx([r[2] for r in rows], [r[3] for r in rows], "o-")
-    ax[1].set_xlabel("training minutes (2-core CPU)")
+    ax[1].set_xlabel("training minutes (SVAE + SLLM, wall clock as run)")
     ax[1].set_ylabel("SLLM ÷ backbone bits per byte")
     fig.tight_layout()
     fig.savefig(Path(folder) / "scaling.png", dpi=120)
