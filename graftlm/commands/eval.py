@@ -68,8 +68,18 @@ def evaluate_run(run_dir: str | Path, *, checkpoint: str | Path | None = None, r
     if not run_dir.exists():
         raise ValueError(f"{run_dir} does not exist: pass a folder written by graftlm train or graftlm demo")
     if is_demo_run(run_dir):
-        return evaluate_demo_run(run_dir, generate=generate, texts=texts or 16, examples=examples,
-                                 gen_options={"num_prompts": prompts, "new_tokens": new_tokens}, out=out_dir)
+        result = evaluate_demo_run(run_dir, generate=generate, texts=texts or 16, examples=examples,
+                                   gen_options={"num_prompts": prompts, "new_tokens": new_tokens})
+    else:
+        result = _evaluate_train_run(run_dir, checkpoint=checkpoint, raw=raw, overrides=overrides, examples=examples,
+                                     generate=generate, texts=texts, prompts=prompts, new_tokens=new_tokens)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_eval(out_dir, result)
+    return result
+
+
+def _evaluate_train_run(run_dir: Path, *, checkpoint: str | Path | None, raw: bool, overrides: list[str] | None,
+                        examples: int, generate: bool, texts: int | None, prompts: int, new_tokens: int) -> dict:
     recipe = run_dir / "recipe.yaml"
     if not recipe.is_file():
         raise ValueError(f"{recipe} does not exist: is {run_dir} a graftlm run folder?")
@@ -90,14 +100,11 @@ def evaluate_run(run_dir: str | Path, *, checkpoint: str | Path | None = None, r
     with torch.no_grad():
         result = evaluate(cfg, built, built.model, heldout(cfg, built), full=True, baseline=True, num_examples=examples,
                           generate=generate, gen_options={"num_prompts": prompts, "new_tokens": new_tokens})
-    result = {"checkpoint": str(path), "weights": weights.stem, **result}
-    out_dir.mkdir(parents=True, exist_ok=True)
-    write_eval(out_dir, result)
-    return result
+    return {"checkpoint": str(path), "weights": weights.stem, **result}
 
 
 def evaluate_demo_run(run_dir: Path, *, generate: bool, texts: int, examples: int,
-                      gen_options: dict | None = None, out: Path | None = None) -> dict:
+                      gen_options: dict | None = None) -> dict:
     """Both parts of a `graftlm demo` run folder on its own held-out paragraphs."""
     run = RunFolder.open(run_dir)
     run.require_trained("sllm")
@@ -115,11 +122,7 @@ def evaluate_demo_run(run_dir: Path, *, generate: bool, texts: int, examples: in
                                                                       max_sentences=1).examples(doc)][:256]
         svae = evaluate_svae(sllm.vae, segments, pad_id=sllm.vae.config.pad_token_id, batch_size=32,
                              tokenizer=tokenizer, num_examples=examples)
-    result = {"run": str(run_dir), **report.to_dict(), "svae": svae}
-    out = out or run_dir
-    out.mkdir(parents=True, exist_ok=True)
-    write_eval(out, result)
-    return result
+    return {"run": str(run_dir), **report.to_dict(), "svae": svae}
 
 
 def run(args: argparse.Namespace) -> int:
