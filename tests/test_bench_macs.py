@@ -74,6 +74,16 @@ def test_longer_sentences_raise_the_bound():
     assert mac_bound(cfg, vcfg, 16).ratio > mac_bound(cfg, vcfg, 4).ratio
 
 
+def test_a_cut_last_sentence_still_pays_a_whole_backbone_step():
+    # 64 tokens in sentences of 9 are 8 backbone steps (7 full sentences and 1 token), like sentences of 8
+    cfg = OPTConfig(vocab_size=1000, hidden_size=64, num_hidden_layers=8, ffn_dim=256, num_attention_heads=4,
+                    word_embed_proj_dim=64)
+    vcfg = SentenceVAEConfig.official(vocab_size=1000, hidden_size=64, num_heads=4, num_layers=1)
+    nine, eight = mac_bound(cfg, vcfg, 9, new_tokens=64), mac_bound(cfg, vcfg, 8, new_tokens=64)
+    assert nine.sllm_parts["backbone_step"] == pytest.approx(eight.sllm_parts["backbone_step"], rel=0.02)
+    assert mac_bound(cfg, vcfg, 9, new_tokens=63).ratio > nine.ratio  # 63 = 7 whole sentences
+
+
 def test_sentence_len_must_be_positive():
     vcfg = SentenceVAEConfig.official(vocab_size=40, hidden_size=16, num_heads=2, num_layers=1)
     with pytest.raises(ValueError, match="sentence_len"):

@@ -14,6 +14,8 @@ The model (documented in docs/benchmarks.md):
 
       (backbone_step + encoder(L) + termination) / L  +  decoder_token
 
+  (``/ L`` is ``/ (n / ceil(n / L))`` for a fixed output of ``n`` tokens: the last sentence is cut.)
+
   ``backbone_step`` = the backbone's layers at sentence context ``c_s`` (no LM head; plus the
   body's project_in/out and graftlm's proj_in/out when widths differ, OPT-350M);
   ``encoder(L)`` = ``L' * H * (4h^2 + 2*h*ffn + 2*h*L')`` with ``L' = L + 1`` when the encoder
@@ -31,6 +33,7 @@ Embedding look-ups, norms, biases, softmax and positions are ignored (O(d) per t
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -172,23 +175,27 @@ def mac_bound(backbone_config: Any, vae_config: Any, sentence_len: int, *, promp
 
     Contexts are averaged over the generation: the backbone attends to ``prompt_tokens +
     new_tokens/2`` tokens, the SentenceLLM's backbone to as many sentences, the decoder's
-    self-attention to ``(L+1)/2`` tokens.
+    self-attention to ``(L+1)/2`` tokens. A fixed output of ``new_tokens`` takes
+    ``ceil(new_tokens / L)`` sentences (the last one cut), so per-sentence costs are spread over
+    ``new_tokens / ceil(new_tokens / L)`` tokens, not ``L``: 64 tokens in sentences of 9 are 8
+    backbone steps, 8 tokens each.
     """
     if sentence_len < 1:
         raise ValueError(f"sentence_len must be >= 1, got {sentence_len}")
     bb = BackboneShape.from_config(backbone_config)
     vae = VAEShape.from_config(vae_config)
     L = sentence_len
+    per_step = new_tokens / math.ceil(new_tokens / L)  # output tokens per backbone step
     base = bb.token_macs(prompt_tokens + new_tokens / 2)
     ctx_sent = (prompt_tokens + new_tokens / 2) / L
     # the body's own project_in/out (OPT-350M) and graftlm's proj_in/out to the VAE width
     body_proj = 2 * bb.hidden * bb.embed_dim if bb.embed_dim != bb.hidden else 0
     graft_proj = 2 * vae.hidden * bb.embed_dim if vae.hidden != bb.embed_dim else 0
     parts = {
-        "backbone_step": (bb.layer_macs(ctx_sent) + body_proj + graft_proj) / L,
-        "termination": 2 * bb.hidden / L,
-        "encoder": vae.encoder_macs(L) / L,
-        "sentence_setup": vae.sentence_setup_macs() / L,
+        "backbone_step": (bb.layer_macs(ctx_sent) + body_proj + graft_proj) / per_step,
+        "termination": 2 * bb.hidden / per_step,
+        "encoder": vae.encoder_macs(L) / per_step,
+        "sentence_setup": vae.sentence_setup_macs() / per_step,
         "decoder_layers": vae.decoder_token_macs((L + 1) / 2) - (vae.embed_dim * vae.vocab),
         "decoder_head": float(vae.embed_dim * vae.vocab),
     }
