@@ -92,10 +92,10 @@ def _pad(rows: list[list[int]], width: int):
 def ours(data: dict, args: argparse.Namespace) -> dict:
     import torch
 
+    from graftlm import graft
     from graftlm.bench.models import build_backbone
     from graftlm.bench.suite import vae_config
     from graftlm.segmenter import pad_paragraphs
-    from graftlm.sllm.graft import graft
     from graftlm.vae import SentenceVAE
 
     torch.manual_seed(0)

@@ -4,7 +4,7 @@
 # at batch 1/8/32, the peers table at batch 1 with the trained model's row, breakdown, KV, long
 # context), compile.txt (torch.compile probe), batch8_lean.txt (prefill share of the batch-8 lean
 # loop) and, with AUTHORS set, authors.txt (training throughput vs the authors' code).
-# About 75 minutes on an otherwise idle 2-core machine (plus 8 for the demo if TRAINED is unset).
+# About 85 minutes on an otherwise idle 2-core machine (plus 8 for the demo if TRAINED is unset).
 #
 #   TRAINED=RUN        a finished `graftlm demo` run (default: runs/bench-demo, made by `graftlm demo` if absent)
 #   AUTHORS=PATH       a checkout of github.com/BestAnHongjun/SentenceVAE (optional)
