@@ -41,10 +41,10 @@ def main() -> int:
     gguf = AutoModelForCausalLM.from_pretrained(str(smollm2_folder()), gguf_file=SMOLLM2_GGUF, dtype=torch.float32,
                                                 attn_implementation="sdpa").eval()
     opt = build_backbone("opt-125m")
-    models = {"smollm2 cache (load_smollm2)": cached, "smollm2 gguf (from_pretrained)": gguf,
-              "opt-125m size (random)": opt.model}
     _, ids = text_with_tokens(tok, max(args.batches) * 64)
     _, opt_ids = text_with_tokens(opt.tokenizer, max(args.batches) * 64)
+    models = {"smollm2 cache (load_smollm2)": (cached, ids), "smollm2 gguf (from_pretrained)": (gguf, ids),
+              "opt-125m size (random)": (opt.model, opt_ids)}
     print(f"transformers {transformers.__version__}, torch {torch.__version__}, {args.threads} threads, "
           f"{args.new_tokens} new tokens, 64-token prompts, load before {os.getloadavg()}")
     x1 = prompt_batch(ids, 1, 64)
@@ -52,9 +52,8 @@ def main() -> int:
         same = torch.equal(lean_generate(cached, x1, 16), lean_generate(gguf, x1, 16))
     print(f"same greedy tokens (16, batch 1): {same}")
     for b in args.batches:
-        xs = {k: prompt_batch(opt_ids if k.startswith("opt") else ids, b, 64) for k in models}
-        t = time_interleaved({k: (lean_loop_runner(m, xs[k], args.new_tokens), None) for k, m in models.items()},
-                             repeats=args.repeats)
+        t = time_interleaved({k: (lean_loop_runner(m, prompt_batch(tokens, b, 64), args.new_tokens), None)
+                              for k, (m, tokens) in models.items()}, repeats=args.repeats)
         for k, v in t.items():
             print(f"batch {b}, {k}: {v.tokens_per_s:.1f} tok/s (median {v.median:.2f} s)")
     print(f"load after {os.getloadavg()}")
